@@ -1,0 +1,579 @@
+"""Configurable ResNets built from the residual blocks, and the table of named variants.
+
+``ResNet`` is a ``keras.Model`` whose functional graph is built in ``__init__`` from
+:mod:`keras_resnet.blocks`; its constructor arguments are its config, so a ``.keras`` file
+loads without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+
+import keras
+
+from keras_resnet.blocks import (
+    BLOCK_TYPES,
+    BLOCKS,
+    ResidualBlock,
+    conv_macs,
+    normalize_shortcut,
+    normalize_version,
+)
+from keras_resnet.presets import KERAS_APPLICATIONS_V1, PRESETS
+
+STYLES = ("cifar", "imagenet")
+POOLINGS = (None, "avg", "max")
+
+# ImageNet-style depth -> (block type, blocks per stage); ResNet paper, Table 1, plus the
+# pre-activation paper's ResNet-200.
+IMAGENET_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+}
+STAGE_FILTERS = {"cifar": (16, 32, 64), "imagenet": (64, 128, 256, 512)}
+STEM_FILTERS = {"cifar": 16, "imagenet": 64}
+DEFAULT_SIZE = {"cifar": 32, "imagenet": 224}
+CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
+
+_KERAS_APPLICATIONS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
+
+
+def _resolve_stages(depth, style, block, stage_blocks):
+    """Returns (block type, blocks per stage, depth) after validating the combination."""
+    if block is not None and block not in BLOCK_TYPES:
+        raise ValueError(f"block must be 'basic', 'bottleneck' or None (the style's default); received block={block!r}")
+    if stage_blocks is not None:
+        stage_blocks = tuple(stage_blocks)
+        if len(stage_blocks) < 1 or any(
+            isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in stage_blocks
+        ):
+            raise ValueError(f"stage_blocks must be a sequence of integers >= 1; received stage_blocks={stage_blocks!r}")
+        block = block or ("basic" if style == "cifar" or sum(stage_blocks) <= 16 else "bottleneck")
+        return block, stage_blocks, CONVS_PER_BLOCK[block] * sum(stage_blocks) + 2
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise ValueError(f"depth must be an integer; received depth={depth!r}")
+    if style == "imagenet":
+        if depth not in IMAGENET_DEPTHS:
+            raise ValueError(
+                f"depth must be one of {sorted(IMAGENET_DEPTHS)} for ImageNet-style ResNets; "
+                f"received depth={depth}"
+            )
+        default_block, blocks = IMAGENET_DEPTHS[depth]
+        if block is not None and block != default_block:
+            raise ValueError(
+                f"ImageNet-style ResNet-{depth} uses {default_block} blocks; received block={block!r} "
+                "(pass stage_blocks=... to build a custom network)"
+            )
+        return default_block, blocks, depth
+    block = block or "basic"
+    per = 3 * CONVS_PER_BLOCK[block]  # three stages
+    if depth < per + 2 or (depth - 2) % per:
+        valid = ", ".join(str(per * n + 2) for n in ((1, 2, 3, 5, 7, 9, 18, 200) if per == 6 else (1, 2, 6, 12, 18, 111)))
+        hint = ""
+        if block == "basic" and depth > 2 and (depth - 2) % 9 == 0:
+            hint = f"; depth {depth} is 9n+2: pass block='bottleneck'"
+        raise ValueError(
+            f"depth must be {per // 3 * 3}n+2 for CIFAR-style ResNets with {block} blocks "
+            f"({valid}, ...); received depth={depth}{hint}"
+        )
+    n = (depth - 2) // per
+    return block, (n, n, n), depth
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ResNet(keras.Model):
+    """A residual network (or its plain twin) built from :mod:`keras_resnet.blocks`.
+
+    Implements He et al., "Deep Residual Learning for Image Recognition" (arXiv:1512.03385)
+    and, with ``version="v2"``, "Identity Mappings in Deep Residual Networks"
+    (arXiv:1603.05027). The signature follows ``keras.applications``.
+
+    Args:
+        depth: int, default 20. CIFAR style: 6n+2 with basic blocks (20, 32, 44, 56, 110,
+            1202) or 9n+2 with bottleneck blocks (164, 1001). ImageNet style: 18, 34 (basic),
+            50, 101, 152, 200 (bottleneck). Ignored when ``stage_blocks`` is given.
+        style: ``"cifar"`` (3x3 stem with 16 filters, stages of 16/32/64 filters, no max-pool)
+            or ``"imagenet"`` (7x7 stride-2 stem with 64 filters, 3x3 stride-2 max-pool, stages
+            of 64/128/256/512 filters).
+        version: ``"v1"`` (post-activation) or ``"v2"`` (full pre-activation).
+        shortcut: ``"identity"`` (``"A"``), ``"projection"`` (``"B"``), ``"full_projection"``
+            (``"C"``) or ``"none"`` (a plain network).
+        block: ``"basic"``, ``"bottleneck"`` or None (the style's default for ``depth``).
+        zero_init_residual: bool, default False. Start every residual block as the identity.
+        include_top: bool, default True. Add global average pooling and the classifier.
+        input_shape: ``(height, width, channels)``; default (32, 32, 3) for CIFAR style and
+            (224, 224, 3) for ImageNet style, or (None, None, 3) without a top.
+        classes: int, default 10. Number of classes of the top.
+        pooling: None, ``"avg"`` or ``"max"``: pooling of the features when ``include_top``
+            is False.
+        classifier_activation: activation of the top, default ``"softmax"``; None for logits.
+        weights: None, ``"imagenet"`` (only for the keras.applications-compatible
+            ``resnet50``/``resnet101``/``resnet152`` presets), or the path of a
+            ``.weights.h5`` file saved from this architecture or from the matching
+            ``keras.applications`` model.
+        name: the model's name.
+        stage_blocks: optional sequence, blocks per stage (overrides ``depth``).
+        stage_filters: optional sequence, branch widths per stage.
+        stem_filters: optional int, filters of the stem convolution.
+        width_multiplier: float, default 1. Scales every width.
+        drop_path_rate: float, default 0. Stochastic depth, rising linearly to this rate in
+            the last block.
+        stride_in_1x1: bool, default False. Bottleneck blocks: stride on the first 1x1 conv
+            (keras.applications' v1) rather than on the 3x3 conv (v1.5).
+        use_bias: bool, default False. Bias on every convolution.
+        bn_momentum: float, default 0.9. bn_epsilon: float, default 1e-5.
+        kernel_initializer: default ``"he_normal"``.
+        weight_decay: float, default 0. L2 penalty on convolution and dense kernels, added to
+            the loss as ``weight_decay / 2 * ||w||^2`` so that its gradient is
+            ``weight_decay * w``: the coupled weight decay of the paper's SGD.
+
+    Example:
+    >>> from keras_resnet import ResNet
+    >>> model = ResNet(depth=20, input_shape=(32, 32, 3), classes=10)
+    >>> model.count_params() > 270_000
+    True
+    """
+
+    presets = PRESETS
+
+    def __init__(
+        self,
+        depth: int = 20,
+        style: str = "cifar",
+        version: str = "v1",
+        shortcut: str = "projection",
+        block: str | None = None,
+        zero_init_residual: bool = False,
+        include_top: bool = True,
+        input_shape=None,
+        classes: int = 10,
+        pooling: str | None = None,
+        classifier_activation="softmax",
+        weights: str | None = None,
+        name: str | None = None,
+        stage_blocks=None,
+        stage_filters=None,
+        stem_filters: int | None = None,
+        width_multiplier: float = 1.0,
+        drop_path_rate: float = 0.0,
+        stride_in_1x1: bool = False,
+        use_bias: bool = False,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        kernel_initializer="he_normal",
+        weight_decay: float = 0.0,
+        **kwargs,
+    ):
+        # ---- validate everything before a single layer is built ----
+        if style not in STYLES:
+            raise ValueError(f"style must be 'cifar' or 'imagenet'; received style={style!r}")
+        version = normalize_version(version)
+        shortcut = normalize_shortcut(shortcut)
+        block, blocks, actual_depth = _resolve_stages(depth, style, block, stage_blocks)
+        n_stages = len(blocks)
+        if stage_filters is None:
+            base = STAGE_FILTERS[style]
+            if n_stages > len(base):
+                raise ValueError(f"pass stage_filters for {n_stages} stages; the {style} style defines {len(base)}")
+            stage_filters = base[:n_stages]
+        stage_filters = tuple(stage_filters)
+        if len(stage_filters) != n_stages or any(
+            isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in stage_filters
+        ):
+            raise ValueError(
+                f"stage_filters must hold {n_stages} integers >= 1 (one per stage); "
+                f"received stage_filters={stage_filters!r}"
+            )
+        if not (isinstance(width_multiplier, (int, float)) and width_multiplier > 0):
+            raise ValueError(f"width_multiplier must be > 0; received width_multiplier={width_multiplier!r}")
+        if include_top not in (True, False):
+            raise ValueError(f"include_top must be True or False; received include_top={include_top!r}")
+        if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+            raise ValueError(f"classes must be an integer >= 1 when include_top=True; received classes={classes!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be None, 'avg' or 'max'; received pooling={pooling!r}")
+        if not 0.0 <= float(drop_path_rate) < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1); received drop_path_rate={drop_path_rate!r}")
+        if shortcut == "none" and (zero_init_residual or drop_path_rate):
+            raise ValueError(
+                "zero_init_residual and drop_path_rate need shortcuts; a plain network "
+                f"(shortcut='none') received zero_init_residual={zero_init_residual!r}, "
+                f"drop_path_rate={drop_path_rate!r}"
+            )
+        if float(weight_decay) < 0:
+            raise ValueError(f"weight_decay must be >= 0; received weight_decay={weight_decay!r}")
+        input_shape = _resolve_input_shape(input_shape, style, include_top, n_stages)
+        config = dict(
+            depth=depth, style=style, version=version, shortcut=shortcut, block=block,
+            zero_init_residual=bool(zero_init_residual), include_top=include_top,
+            input_shape=input_shape, classes=classes, pooling=pooling,
+            classifier_activation=classifier_activation, weights=weights,
+            stage_blocks=None if stage_blocks is None else list(blocks),
+            stage_filters=list(stage_filters), stem_filters=stem_filters,
+            width_multiplier=float(width_multiplier), drop_path_rate=float(drop_path_rate),
+            stride_in_1x1=bool(stride_in_1x1), use_bias=bool(use_bias),
+            bn_momentum=float(bn_momentum), bn_epsilon=float(bn_epsilon),
+            kernel_initializer=kernel_initializer, weight_decay=float(weight_decay),
+        )
+        weights_source = _check_weights(weights, config)
+
+        # ---- the graph ----
+        dtype = kwargs.get("dtype")
+
+        def scale(f):
+            return max(1, int(round(f * width_multiplier)))
+
+        reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+        common = dict(
+            use_bias=bool(use_bias), bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+            kernel_initializer=kernel_initializer, kernel_regularizer=reg, dtype=dtype,
+        )
+        v1 = version == "v1"
+        inputs = keras.Input(shape=input_shape, name="images")
+        x = inputs
+        stem = scale(stem_filters or STEM_FILTERS[style])
+        conv_args = dict(
+            use_bias=bool(use_bias), kernel_initializer=kernel_initializer,
+            kernel_regularizer=reg, name="stem_conv", dtype=dtype,
+        )
+        if style == "cifar":
+            x = keras.layers.Conv2D(stem, 3, padding="same", **conv_args)(x)
+        else:
+            x = keras.layers.ZeroPadding2D(3, name="stem_pad", dtype=dtype)(x)
+            x = keras.layers.Conv2D(stem, 7, strides=2, **conv_args)(x)
+        if v1:
+            # In v2 the first block's pre-activation normalises the stem's output.
+            x = _bn("stem_bn", bn_momentum, bn_epsilon, dtype)(x)
+            x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
+        if style == "imagenet":
+            x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", dtype=dtype)(x)
+            x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool", dtype=dtype)(x)
+
+        block_cls = BLOCKS[block]
+        total = sum(blocks)
+        index = 0
+        extra = {"stride_in_1x1": bool(stride_in_1x1)} if block == "bottleneck" else {}
+        for s, (n_blocks, filters) in enumerate(zip(blocks, stage_filters), start=1):
+            for b in range(1, n_blocks + 1):
+                rate = drop_path_rate * index / max(1, total - 1)
+                x = block_cls(
+                    scale(filters),
+                    strides=2 if (b == 1 and s > 1) else 1,
+                    version=version,
+                    shortcut=shortcut,
+                    zero_init=bool(zero_init_residual),
+                    drop_path_rate=rate,
+                    name=f"stage{s}_block{b}",
+                    **extra,
+                    **common,
+                )(x)
+                index += 1
+        if not v1:
+            x = _bn("post_bn", bn_momentum, bn_epsilon, dtype)(x)
+            x = keras.layers.ReLU(name="post_relu", dtype=dtype)(x)
+        if include_top:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
+            # Under mixed precision the classifier stays in float32 for a stable softmax.
+            head_dtype = "float32" if _is_mixed(dtype) else dtype
+            x = keras.layers.Dense(
+                classes, activation=classifier_activation, kernel_regularizer=reg,
+                name="predictions", dtype=head_dtype,
+            )(x)
+        elif pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=dtype)(x)
+
+        super().__init__(inputs=inputs, outputs=x, name=name or _default_name(config, actual_depth), **kwargs)
+        self._resnet_config = config
+        self.depth = actual_depth
+        self.style = style
+        self.version = version
+        self.shortcut = shortcut
+        self.block_type = block
+        if weights_source is not None:
+            _load_weights(self, weights_source, config)
+
+    # -- config ---------------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self._resnet_config.items()},
+            # Weights travel in the .keras file; loading must not fetch or read them again.
+            "weights": None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> ResNet:
+        """Builds a named variant: ``ResNet(**{**ResNet.presets[preset], **overrides})``.
+
+        Example:
+        >>> from keras_resnet import ResNet
+        >>> model = ResNet.from_preset("resnet20", classes=10)
+        >>> model.depth
+        20
+        """
+        if preset not in PRESETS:
+            close = difflib.get_close_matches(str(preset), PRESETS, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"unknown preset {preset!r}; available: {', '.join(PRESETS)}.{hint}"
+            )
+        args = {**PRESETS[preset], **overrides}
+        args.setdefault("name", preset)
+        return cls(**args)
+
+    # -- inspection -----------------------------------------------------------------------
+    @property
+    def residual_blocks(self) -> list:
+        """The model's residual blocks, in network order."""
+        return [layer for layer in self.layers if isinstance(layer, ResidualBlock)]
+
+    def block_table(self) -> list[dict]:
+        """One row per block: name, type, kind (identity or convolutional block), shapes."""
+        rows = []
+        for layer in self.residual_blocks:
+            kind = layer._shortcut_kind
+            rows.append(
+                {
+                    "block": layer.name,
+                    "type": type(layer).__name__,
+                    "kind": {"identity": "identity block", "subsample": "identity block (zero-pad)",
+                             "projection": "convolutional block", "none": "plain block"}[kind],
+                    "input": tuple(layer.input.shape[1:]),
+                    "output": tuple(layer.output.shape[1:]),
+                    "strides": layer.strides,
+                }
+            )
+        return rows
+
+    def count_macs(self) -> int:
+        """Multiply-adds of one forward pass on one image (needs a fixed input size)."""
+        total = 0
+        for layer in self.layers:
+            in_shape = tuple(layer.input.shape) if hasattr(layer, "input") and not isinstance(
+                layer, keras.layers.InputLayer) else None
+            if in_shape is None:
+                continue
+            if None in in_shape[1:]:
+                raise ValueError(f"count_macs needs a fixed input size; the model's input is {in_shape[1:]}")
+            in_shape = (1,) + in_shape[1:]
+            total += layer.count_macs(in_shape) if isinstance(layer, ResidualBlock) else conv_macs(layer, in_shape)
+        return total
+
+    def summary(self, *args, **kwargs):
+        """Keras's summary, followed by a table that marks identity and convolutional blocks."""
+        super().summary(*args, **kwargs)
+        print_fn = kwargs.get("print_fn") or print
+        rows = self.block_table()
+        if not rows:
+            return
+        width = max(len(r["block"]) for r in rows)
+        lines = [f"Residual blocks ({self.version}, shortcut={self.shortcut!r}):"]
+        for r in rows:
+            lines.append(
+                f"  {r['block']:<{width}}  {r['type']:<15}  {r['kind']:<27}  "
+                f"{r['input']} -> {r['output']}"
+            )
+        print_fn("\n".join(lines))
+
+
+def _bn(name, momentum, epsilon, dtype):
+    return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
+
+
+def _is_mixed(dtype) -> bool:
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    return policy.compute_dtype != policy.variable_dtype
+
+
+def _default_name(config, depth) -> str:
+    prefix = "plain" if config["shortcut"] == "none" else "resnet"
+    suffix = "v2" if config["version"] == "v2" else ""
+    return f"{prefix}{depth}{suffix}"
+
+
+def _resolve_input_shape(input_shape, style, include_top, n_stages):
+    min_size = 2 ** (n_stages - 1) * (4 if style == "imagenet" else 1)
+    if input_shape is None:
+        size = DEFAULT_SIZE[style] if include_top else None
+        return (size, size, 3)
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(
+        d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1) for d in shape
+    ):
+        raise ValueError(
+            "input_shape must be (height, width, channels) with positive integers (or None for "
+            f"a variable height or width); received input_shape={input_shape!r}"
+        )
+    if shape[2] is None:
+        raise ValueError(f"the channel dimension of input_shape must be known; received input_shape={input_shape!r}")
+    small = [d for d in shape[:2] if d is not None and d < min_size]
+    if small:
+        raise ValueError(
+            f"input_shape={input_shape!r} is too small for a {style}-style ResNet with {n_stages} "
+            f"stages: height and width must be at least {min_size} (the network downsamples by "
+            f"{min_size})"
+        )
+    return shape
+
+
+# ---- weights ---------------------------------------------------------------------------
+
+def _keras_applications_twin(config) -> str | None:
+    """The keras.applications model name whose architecture equals ``config``, or None."""
+    depth = config["depth"] if config["stage_blocks"] is None else None
+    same = all(config[k] == v for k, v in KERAS_APPLICATIONS_V1.items() if k != "classes")
+    plain_widths = list(config["stage_filters"]) == list(STAGE_FILTERS["imagenet"])
+    if (same and depth in _KERAS_APPLICATIONS and plain_widths and config["width_multiplier"] == 1.0
+            and config["stem_filters"] in (None, 64) and config["input_shape"][2] == 3):
+        return _KERAS_APPLICATIONS[depth]
+    return None
+
+
+def _check_weights(weights, config):
+    """Validates ``weights`` before anything is built; returns what to load, or None."""
+    if weights is None:
+        return None
+    twin = _keras_applications_twin(config)
+    if weights == "imagenet":
+        if twin is None:
+            raise ValueError(
+                "weights='imagenet' exists only for the keras.applications-compatible presets "
+                "'resnet50', 'resnet101' and 'resnet152' (v1, bottleneck, use_bias=True, "
+                "stride_in_1x1=True, bn_epsilon=1.001e-5, default widths, 3 channels); received "
+                f"depth={config['depth']}, style={config['style']!r}, version={config['version']!r}"
+            )
+        if config["include_top"] and config["classes"] != 1000:
+            raise ValueError(f"weights='imagenet' with include_top=True needs classes=1000; received classes={config['classes']}")
+        return ("keras_applications", twin, "imagenet")
+    if not isinstance(weights, str):
+        raise ValueError(f"weights must be None, 'imagenet' or the path of a .weights.h5 file; received weights={weights!r}")
+    import os
+
+    if not os.path.isfile(weights):
+        raise ValueError(f"weights file {weights!r} does not exist")
+    if not weights.endswith(".weights.h5"):
+        raise ValueError(f"weights must be a '.weights.h5' file (saved with model.save_weights); received {weights!r}")
+    if _is_keras_applications_file(weights):
+        if twin is None:
+            raise ValueError(
+                f"{weights!r} holds keras.applications ResNet weights, which fit only the presets "
+                "'resnet50', 'resnet101' and 'resnet152' (use them, or keep their architecture arguments)"
+            )
+        return ("keras_applications", twin, weights)
+    return ("own", None, weights)
+
+
+def _is_keras_applications_file(path) -> bool:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = list(f.get("layers", {}).keys())
+    # Our models store blocks (basic_block, bottleneck_block, ...); keras.applications stores
+    # a flat graph of activations, adds and convolutions.
+    return not any(n.endswith("_block") or "_block_" in n for n in names) and any(
+        n.startswith("add") for n in names
+    )
+
+
+def _keras_applications_name(our_layer: str, sub: str | None) -> str:
+    """Maps our layer names onto keras.applications' ResNet v1 names."""
+    if our_layer in ("stem_conv", "stem_bn"):
+        return {"stem_conv": "conv1_conv", "stem_bn": "conv1_bn"}[our_layer]
+    match = re.fullmatch(r"stage(\d+)_block(\d+)", our_layer)
+    if match and sub:
+        prefix = f"conv{int(match.group(1)) + 1}_block{match.group(2)}"
+        if sub.startswith("shortcut_"):
+            return f"{prefix}_0_{sub.split('_', 1)[1]}"
+        kind, number = sub[:-1], sub[-1]
+        return f"{prefix}_{number}_{kind}"
+    return our_layer
+
+
+def _load_weights(model: ResNet, source, config) -> None:
+    kind, twin, path = source
+    if kind == "own":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.load_weights(path)
+        except ValueError as e:
+            raise ValueError(f"weights file {path!r} does not match {model.name}: {_first_mismatch(e)}") from None
+        return
+    builder = getattr(keras.applications, twin)
+    reference = builder(
+        weights=None if path != "imagenet" else "imagenet",
+        include_top=config["include_top"],
+        input_shape=config["input_shape"],
+        classes=config["classes"] if config["include_top"] else 1000,
+        pooling=config["pooling"],
+    )
+    if path != "imagenet":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                reference.load_weights(path)
+        except ValueError as e:
+            raise ValueError(
+                f"weights file {path!r} does not match keras.applications.{twin} "
+                f"(the architecture of {model.name}): {_first_mismatch(e)}"
+            ) from None
+    source_layers = {layer.name: layer for layer in reference.layers}
+    targets = [(layer.name, None, layer) for layer in model.layers if layer.weights and not isinstance(layer, ResidualBlock)]
+    for blk in model.residual_blocks:
+        targets += [(blk.name, sub.name, sub) for sub in blk._flatten_layers(include_self=False) if sub.weights]
+    for name, sub, layer in targets:
+        theirs = _keras_applications_name(name, sub)
+        ours = f"{name}/{sub}" if sub else name
+        if theirs not in source_layers:
+            raise ValueError(f"keras.applications.{twin} has no layer {theirs!r} for our layer {ours!r}")
+        values = source_layers[theirs].get_weights()
+        expected = [tuple(w.shape) for w in layer.weights]
+        if [tuple(v.shape) for v in values] != expected:
+            raise ValueError(
+                f"layer {ours!r} expects weights of shapes {expected}, but {theirs!r} in "
+                f"{path!r} has {[tuple(v.shape) for v in values]}"
+            )
+        layer.set_weights(values)
+
+
+def _first_mismatch(error: Exception) -> str:
+    """Turns Keras's long load error into one line that names the layer and the shapes."""
+    text = str(error)
+    layer = re.search(r"path=([\w/.-]+)/\w+,", text) or re.search(r"name=([\w/.-]+)", text)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    if layer and shapes:
+        return f"layer {layer.group(1)!r} expects shape {shapes.group(1)}, the file has {shapes.group(2)}"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def preset_table(names=None) -> list[dict]:
+    """One row per preset: name, style, version, shortcut, block, depth, params, multiply-adds."""
+    rows = []
+    for name in names or PRESETS:
+        model = ResNet.from_preset(name)
+        cfg = model.get_config()
+        rows.append(
+            {
+                "preset": name, "style": cfg["style"], "version": cfg["version"],
+                "shortcut": cfg["shortcut"], "block": cfg["block"], "depth": model.depth,
+                "params": model.count_params(),
+                "MACs (M)": round(model.count_macs() / 1e6, 1),
+                "input": "x".join(str(d) for d in cfg["input_shape"]),
+            }
+        )
+        keras.backend.clear_session()
+    return rows
