@@ -3,8 +3,8 @@
 Blocks (:mod:`keras_resnet.blocks`), configurable ResNets and their presets
 (:mod:`keras_resnet.models`), data, training, diagnostics, experiments, search and export.
 
-The public names are imported lazily, so that ``import keras_resnet`` (and the
-``keras-resnet`` command's ``--help``) does not pay for importing TensorFlow.
+``import keras_resnet`` registers the package's Keras classes, so ``.keras`` files load
+without ``custom_objects``; the other public names are imported on first use.
 
 Example:
 >>> import keras_resnet
@@ -14,6 +14,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,13 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+# Registration needs Keras, which takes seconds to import. The `keras-resnet` command skips it
+# at start-up so that `--help` answers at once; its subcommands import what they use.
+if os.path.basename(sys.argv[0] if sys.argv else "") != "keras-resnet":
+    from keras_resnet import blocks as _blocks  # noqa: F401
+    from keras_resnet import models as _models  # noqa: F401
 
 
 def __dir__():

@@ -71,6 +71,8 @@ def conv_macs(layer: keras.layers.Layer, input_shape) -> int:
         out = layer.compute_output_shape(input_shape)
         kh, kw = layer.kernel_size
         cin = input_shape[-1] // layer.groups
+        if None in out[1:3]:
+            return 0  # unknown size: count_macs() asks for a fixed input size first
         return int(out[1] * out[2] * out[3] * kh * kw * cin)
     if isinstance(layer, keras.layers.Dense):
         return int(input_shape[-1] * layer.units)
