@@ -79,7 +79,7 @@ def test_bottleneck_structure_and_stride_placement():
     v15 = BottleneckBlock(16, strides=2)
     caffe = BottleneckBlock(16, strides=2, stride_in_1x1=True)
     v15(x), caffe(x)
-    convs = {b: [l for l in b.branch_layers if isinstance(l, keras.layers.Conv2D)] for b in (v15, caffe)}
+    convs = {b: [c for c in b.branch_layers if isinstance(c, keras.layers.Conv2D)] for b in (v15, caffe)}
     assert [c.kernel_size for c in convs[v15]] == [(1, 1), (3, 3), (1, 1)]
     assert [c.strides for c in convs[v15]] == [(1, 1), (2, 2), (1, 1)]
     assert [c.strides for c in convs[caffe]] == [(2, 2), (1, 1), (1, 1)]
