@@ -8,8 +8,6 @@ loads without ``custom_objects``.
 from __future__ import annotations
 
 import difflib
-import re
-import warnings
 
 import keras
 
@@ -21,7 +19,8 @@ from keras_resnet.blocks import (
     normalize_shortcut,
     normalize_version,
 )
-from keras_resnet.presets import KERAS_APPLICATIONS_V1, PRESETS
+from keras_resnet.presets import PRESETS
+from keras_resnet.weights import check_weights, load_weights
 
 STYLES = ("cifar", "imagenet")
 POOLINGS = (None, "avg", "max")
@@ -41,7 +40,6 @@ STEM_FILTERS = {"cifar": 16, "imagenet": 64}
 DEFAULT_SIZE = {"cifar": 32, "imagenet": 224}
 CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
 
-_KERAS_APPLICATIONS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
 
 
 def _resolve_stages(depth, style, block, stage_blocks):
@@ -221,76 +219,10 @@ class ResNet(keras.Model):
             bn_momentum=float(bn_momentum), bn_epsilon=float(bn_epsilon),
             kernel_initializer=kernel_initializer, weight_decay=float(weight_decay),
         )
-        weights_source = _check_weights(weights, config)
+        weights_source = check_weights(weights, config)
 
-        # ---- the graph ----
-        dtype = kwargs.get("dtype")
-
-        def scale(f):
-            return max(1, int(round(f * width_multiplier)))
-
-        reg = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-        common = dict(
-            use_bias=bool(use_bias), bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
-            kernel_initializer=kernel_initializer, kernel_regularizer=reg, dtype=dtype,
-        )
-        v1 = version == "v1"
-        inputs = keras.Input(shape=input_shape, name="images")
-        x = inputs
-        stem = scale(stem_filters or STEM_FILTERS[style])
-        conv_args = dict(
-            use_bias=bool(use_bias), kernel_initializer=kernel_initializer,
-            kernel_regularizer=reg, name="stem_conv", dtype=dtype,
-        )
-        if style == "cifar":
-            x = keras.layers.Conv2D(stem, 3, padding="same", **conv_args)(x)
-        else:
-            x = keras.layers.ZeroPadding2D(3, name="stem_pad", dtype=dtype)(x)
-            x = keras.layers.Conv2D(stem, 7, strides=2, **conv_args)(x)
-        if v1:
-            # In v2 the first block's pre-activation normalises the stem's output.
-            x = _bn("stem_bn", bn_momentum, bn_epsilon, dtype)(x)
-            x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
-        if style == "imagenet":
-            x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", dtype=dtype)(x)
-            x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool", dtype=dtype)(x)
-
-        block_cls = BLOCKS[block]
-        total = sum(blocks)
-        index = 0
-        extra = {"stride_in_1x1": bool(stride_in_1x1)} if block == "bottleneck" else {}
-        for s, (n_blocks, filters) in enumerate(zip(blocks, stage_filters), start=1):
-            for b in range(1, n_blocks + 1):
-                rate = drop_path_rate * index / max(1, total - 1)
-                x = block_cls(
-                    scale(filters),
-                    strides=2 if (b == 1 and s > 1) else 1,
-                    version=version,
-                    shortcut=shortcut,
-                    zero_init=bool(zero_init_residual),
-                    drop_path_rate=rate,
-                    name=f"stage{s}_block{b}",
-                    **extra,
-                    **common,
-                )(x)
-                index += 1
-        if not v1:
-            x = _bn("post_bn", bn_momentum, bn_epsilon, dtype)(x)
-            x = keras.layers.ReLU(name="post_relu", dtype=dtype)(x)
-        if include_top:
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
-            # Under mixed precision the classifier stays in float32 for a stable softmax.
-            head_dtype = "float32" if _is_mixed(dtype) else dtype
-            x = keras.layers.Dense(
-                classes, activation=classifier_activation, kernel_regularizer=reg,
-                name="predictions", dtype=head_dtype,
-            )(x)
-        elif pooling == "avg":
-            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
-        elif pooling == "max":
-            x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=dtype)(x)
-
-        super().__init__(inputs=inputs, outputs=x, name=name or _default_name(config, actual_depth), **kwargs)
+        inputs, outputs = _build_graph(config, blocks, kwargs.get("dtype"))
+        super().__init__(inputs=inputs, outputs=outputs, name=name or _default_name(config, actual_depth), **kwargs)
         self._resnet_config = config
         self.depth = actual_depth
         self.style = style
@@ -298,7 +230,7 @@ class ResNet(keras.Model):
         self.shortcut = shortcut
         self.block_type = block
         if weights_source is not None:
-            _load_weights(self, weights_source, config)
+            load_weights(self, weights_source, config)
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self):
@@ -390,8 +322,76 @@ class ResNet(keras.Model):
         print_fn("\n".join(lines))
 
 
-def _bn(name, momentum, epsilon, dtype):
-    return keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
+def _build_graph(c: dict, blocks: tuple, dtype) -> tuple:
+    """Builds the functional graph for a validated config ``c``; returns (inputs, outputs)."""
+
+    def width(filters):
+        return max(1, int(round(filters * c["width_multiplier"])))
+
+    def bn(name):
+        return keras.layers.BatchNormalization(
+            momentum=c["bn_momentum"], epsilon=c["bn_epsilon"], name=name, dtype=dtype
+        )
+
+    reg = keras.regularizers.L2(c["weight_decay"] / 2) if c["weight_decay"] else None
+    v1 = c["version"] == "v1"
+    inputs = keras.Input(shape=c["input_shape"], name="images")
+    stem_conv = keras.layers.Conv2D(
+        width(c["stem_filters"] or STEM_FILTERS[c["style"]]),
+        3 if c["style"] == "cifar" else 7,
+        strides=1 if c["style"] == "cifar" else 2,
+        padding="same" if c["style"] == "cifar" else "valid",
+        use_bias=c["use_bias"], kernel_initializer=c["kernel_initializer"],
+        kernel_regularizer=reg, name="stem_conv", dtype=dtype,
+    )
+    if c["style"] == "cifar":
+        x = stem_conv(inputs)
+    else:
+        x = stem_conv(keras.layers.ZeroPadding2D(3, name="stem_pad", dtype=dtype)(inputs))
+    if v1:
+        # In v2 the first block's pre-activation normalises the stem's output.
+        x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(bn("stem_bn")(x))
+    if c["style"] == "imagenet":
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad", dtype=dtype)(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool", dtype=dtype)(x)
+
+    block_cls = BLOCKS[c["block"]]
+    extra = {"stride_in_1x1": c["stride_in_1x1"]} if c["block"] == "bottleneck" else {}
+    total, index = sum(blocks), 0
+    for s, (n_blocks, filters) in enumerate(zip(blocks, c["stage_filters"]), start=1):
+        for b in range(1, n_blocks + 1):
+            x = block_cls(
+                width(filters),
+                strides=2 if (b == 1 and s > 1) else 1,
+                version=c["version"],
+                shortcut=c["shortcut"],
+                zero_init=c["zero_init_residual"],
+                # Stochastic depth rises linearly from 0 at the first block.
+                drop_path_rate=c["drop_path_rate"] * index / max(1, total - 1),
+                use_bias=c["use_bias"],
+                bn_momentum=c["bn_momentum"],
+                bn_epsilon=c["bn_epsilon"],
+                kernel_initializer=c["kernel_initializer"],
+                kernel_regularizer=reg,
+                name=f"stage{s}_block{b}",
+                dtype=dtype,
+                **extra,
+            )(x)
+            index += 1
+    if not v1:
+        x = keras.layers.ReLU(name="post_relu", dtype=dtype)(bn("post_bn")(x))
+    if c["include_top"]:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
+        # Under mixed precision the classifier stays in float32 for a stable softmax.
+        x = keras.layers.Dense(
+            c["classes"], activation=c["classifier_activation"], kernel_regularizer=reg,
+            name="predictions", dtype="float32" if _is_mixed(dtype) else dtype,
+        )(x)
+    elif c["pooling"] == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
+    elif c["pooling"] == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=dtype)(x)
+    return inputs, x
 
 
 def _is_mixed(dtype) -> bool:
@@ -428,136 +428,6 @@ def _resolve_input_shape(input_shape, style, include_top, n_stages):
             f"{min_size})"
         )
     return shape
-
-
-# ---- weights ---------------------------------------------------------------------------
-
-def _keras_applications_twin(config) -> str | None:
-    """The keras.applications model name whose architecture equals ``config``, or None."""
-    depth = config["depth"] if config["stage_blocks"] is None else None
-    same = all(config[k] == v for k, v in KERAS_APPLICATIONS_V1.items() if k != "classes")
-    plain_widths = list(config["stage_filters"]) == list(STAGE_FILTERS["imagenet"])
-    if (same and depth in _KERAS_APPLICATIONS and plain_widths and config["width_multiplier"] == 1.0
-            and config["stem_filters"] in (None, 64) and config["input_shape"][2] == 3):
-        return _KERAS_APPLICATIONS[depth]
-    return None
-
-
-def _check_weights(weights, config):
-    """Validates ``weights`` before anything is built; returns what to load, or None."""
-    if weights is None:
-        return None
-    twin = _keras_applications_twin(config)
-    if weights == "imagenet":
-        if twin is None:
-            raise ValueError(
-                "weights='imagenet' exists only for the keras.applications-compatible presets "
-                "'resnet50', 'resnet101' and 'resnet152' (v1, bottleneck, use_bias=True, "
-                "stride_in_1x1=True, bn_epsilon=1.001e-5, default widths, 3 channels); received "
-                f"depth={config['depth']}, style={config['style']!r}, version={config['version']!r}"
-            )
-        if config["include_top"] and config["classes"] != 1000:
-            raise ValueError(f"weights='imagenet' with include_top=True needs classes=1000; received classes={config['classes']}")
-        return ("keras_applications", twin, "imagenet")
-    if not isinstance(weights, str):
-        raise ValueError(f"weights must be None, 'imagenet' or the path of a .weights.h5 file; received weights={weights!r}")
-    import os
-
-    if not os.path.isfile(weights):
-        raise ValueError(f"weights file {weights!r} does not exist")
-    if not weights.endswith(".weights.h5"):
-        raise ValueError(f"weights must be a '.weights.h5' file (saved with model.save_weights); received {weights!r}")
-    if _is_keras_applications_file(weights):
-        if twin is None:
-            raise ValueError(
-                f"{weights!r} holds keras.applications ResNet weights, which fit only the presets "
-                "'resnet50', 'resnet101' and 'resnet152' (use them, or keep their architecture arguments)"
-            )
-        return ("keras_applications", twin, weights)
-    return ("own", None, weights)
-
-
-def _is_keras_applications_file(path) -> bool:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        names = list(f.get("layers", {}).keys())
-    # Our models store blocks (basic_block, bottleneck_block, ...); keras.applications stores
-    # a flat graph of activations, adds and convolutions.
-    return not any(n.endswith("_block") or "_block_" in n for n in names) and any(
-        n.startswith("add") for n in names
-    )
-
-
-def _keras_applications_name(our_layer: str, sub: str | None) -> str:
-    """Maps our layer names onto keras.applications' ResNet v1 names."""
-    if our_layer in ("stem_conv", "stem_bn"):
-        return {"stem_conv": "conv1_conv", "stem_bn": "conv1_bn"}[our_layer]
-    match = re.fullmatch(r"stage(\d+)_block(\d+)", our_layer)
-    if match and sub:
-        prefix = f"conv{int(match.group(1)) + 1}_block{match.group(2)}"
-        if sub.startswith("shortcut_"):
-            return f"{prefix}_0_{sub.split('_', 1)[1]}"
-        kind, number = sub[:-1], sub[-1]
-        return f"{prefix}_{number}_{kind}"
-    return our_layer
-
-
-def _load_weights(model: ResNet, source, config) -> None:
-    kind, twin, path = source
-    if kind == "own":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.load_weights(path)
-        except ValueError as e:
-            raise ValueError(f"weights file {path!r} does not match {model.name}: {_first_mismatch(e)}") from None
-        return
-    builder = getattr(keras.applications, twin)
-    reference = builder(
-        weights=None if path != "imagenet" else "imagenet",
-        include_top=config["include_top"],
-        input_shape=config["input_shape"],
-        classes=config["classes"] if config["include_top"] else 1000,
-        pooling=config["pooling"],
-    )
-    if path != "imagenet":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                reference.load_weights(path)
-        except ValueError as e:
-            raise ValueError(
-                f"weights file {path!r} does not match keras.applications.{twin} "
-                f"(the architecture of {model.name}): {_first_mismatch(e)}"
-            ) from None
-    source_layers = {layer.name: layer for layer in reference.layers}
-    targets = [(layer.name, None, layer) for layer in model.layers if layer.weights and not isinstance(layer, ResidualBlock)]
-    for blk in model.residual_blocks:
-        targets += [(blk.name, sub.name, sub) for sub in blk._flatten_layers(include_self=False) if sub.weights]
-    for name, sub, layer in targets:
-        theirs = _keras_applications_name(name, sub)
-        ours = f"{name}/{sub}" if sub else name
-        if theirs not in source_layers:
-            raise ValueError(f"keras.applications.{twin} has no layer {theirs!r} for our layer {ours!r}")
-        values = source_layers[theirs].get_weights()
-        expected = [tuple(w.shape) for w in layer.weights]
-        if [tuple(v.shape) for v in values] != expected:
-            raise ValueError(
-                f"layer {ours!r} expects weights of shapes {expected}, but {theirs!r} in "
-                f"{path!r} has {[tuple(v.shape) for v in values]}"
-            )
-        layer.set_weights(values)
-
-
-def _first_mismatch(error: Exception) -> str:
-    """Turns Keras's long load error into one line that names the layer and the shapes."""
-    text = str(error)
-    layer = re.search(r"path=([\w/.-]+)/\w+,", text) or re.search(r"name=([\w/.-]+)", text)
-    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
-    if layer and shapes:
-        return f"layer {layer.group(1)!r} expects shape {shapes.group(1)}, the file has {shapes.group(2)}"
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def preset_table(names=None) -> list[dict]:
