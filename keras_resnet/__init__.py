@@ -26,6 +26,9 @@ _EXPORTS = {
     "BasicBlock": "keras_resnet.blocks",
     "BottleneckBlock": "keras_resnet.blocks",
     "load_dataset": "keras_resnet.data",
+    "identity_closeness": "keras_resnet.diagnostics",
+    "gradient_norms": "keras_resnet.diagnostics",
+    "response_std": "keras_resnet.diagnostics",
 }
 
 __all__ = ["__version__", *_EXPORTS]

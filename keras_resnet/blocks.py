@@ -306,6 +306,9 @@ class ResidualBlock(keras.layers.Layer):
     def residual_branch(self, inputs, training=False):
         """Returns ``F(x)``, the residual branch's output, for diagnostics.
 
+        With ``training=True`` the BatchNorm layers use batch statistics *and update their
+        moving statistics*, as in any training-mode call.
+
         Example:
         >>> block = BasicBlock(8, zero_init=True)
         >>> x = keras.random.normal((2, 4, 4, 8))

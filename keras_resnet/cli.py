@@ -112,7 +112,7 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
 
     def fmt(v):
         if isinstance(v, float):
-            return f"{v:.4g}"
+            return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4g}"
         if isinstance(v, int) and not isinstance(v, bool):
             return f"{v:,}"
         return str(v)
@@ -122,7 +122,15 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     print("  ".join("-" * w for w in widths))
     for row in cells:
-        print("  ".join(v.rjust(w) if v[:1].isdigit() else v.ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -154,6 +162,191 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def _cmd_diagnose(args) -> int:
+    source = args.model
+    is_file = source.endswith(".keras") or os.sep in source
+    if is_file and not os.path.isfile(source):
+        raise UsageError(f"model file {source!r} does not exist")
+    if not is_file:
+        check_preset(source)
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1; received --batch {args.batch}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0; received --seed {args.seed}")
+    overrides = model_overrides(args)
+    if is_file and overrides:
+        raise UsageError(f"architecture overrides ({', '.join(sorted(overrides))}) apply to presets, not to the model file {source!r}")
+    keras = import_keras(args.verbose)
+    import numpy as np
+
+    from keras_resnet import diagnostics
+    from keras_resnet.models import ResNet
+
+    model = keras.saving.load_model(source) if is_file else None
+    # A fresh model's moving statistics are 0 and 1, so only batch statistics normalise it.
+    training = {"batch": True, "moving": False}.get(args.bn_stats, not is_file)
+    data, x, y = None, None, None
+    if args.dataset == "digits":
+        try:
+            from keras_resnet.data import load_dataset, preprocessing
+        except ImportError:
+            print("note: keras_resnet.data.load_dataset is not available; using seeded random data")
+        else:
+            shape = model.input_shape[1:] if model is not None else overrides.get("input_shape")
+            data = load_dataset("digits", image_size=shape[0] if shape else None, batch_size=args.batch,
+                                seed=args.seed, augment=False)
+            if tuple(shape or data.input_shape) != tuple(data.input_shape):
+                raise UsageError(f"the digits come as images of shape {tuple(data.input_shape)}; "
+                                 f"received a model input shape of {tuple(shape)}")
+            x, y = (t.numpy() for t in next(iter(data.train)))
+            overrides.update(input_shape=data.input_shape, classes=data.num_classes)
+    if model is None:
+        keras.utils.set_random_seed(args.seed)
+        model = ResNet.from_preset(source, **overrides)
+    raw = diagnostics.takes_raw_pixels(model)
+    if x is None:
+        rng = np.random.default_rng(args.seed)
+        shape = (args.batch, *model.input_shape[1:])
+        x = rng.uniform(0, 255, shape) if raw else rng.normal(size=shape)
+        y = rng.integers(0, model.output_shape[-1], args.batch)
+    elif not raw:
+        x = preprocessing(data)(x).numpy()
+    results = diagnostics.compare(model, x, y, plain=not args.no_plain, seed=args.seed, training=training)
+    if is_file and len(results) > 1:
+        print(f"note: {list(results)[1]} is freshly initialised; {model.name} has the file's weights")
+    columns = ["block", "reference", "residual_ratio", "cosine", "grad_norm", "weight_grad_norm", "response_std"]
+    summary = []
+    for name, rows in results.items():
+        print(f"\n{name}")
+        print_table(rows, columns)
+        summary.append({"model": name, **diagnostics.gradient_summary(rows)})
+    stats = "batch" if training else "moving"
+    data_note = f"digits ({'raw pixels' if raw else 'standardised'})" if data else "random (seeded)"
+    print(f"\nGradient highway: loss-gradient norm at the first and last block "
+          f"(BatchNorm on {stats} statistics, {data_note} batch of {len(x)})")
+    print_table(summary)
+    json_path, png_path = os.path.join(args.out, "diagnostics.json"), os.path.join(args.out, "diagnostics.png")
+    meta = dict(model=source, input_shape=list(model.input_shape[1:]), batch=len(x), seed=args.seed,
+                data=data_note, bn_statistics=stats)
+    diagnostics.write_json({**meta, "summary": summary, "results": results}, json_path)
+    diagnostics.plot_diagnostics(results, png_path, title=f"{' vs '.join(results)}: {data_note}, BatchNorm {stats} statistics")
+    print(f"\nwrote {json_path} and {png_path}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    check_preset(args.model)
+    from keras_resnet.data import check_dataset
+    from keras_resnet.training import TrainConfig, check_cluster
+
+    # Everything is validated before TensorFlow starts (seconds), so bad arguments fail at once.
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup_steps=args.warmup_steps, label_smoothing=args.label_smoothing,
+        image_size=args.image_size, validation_split=args.validation_split,
+        augment=not args.no_augment, flip=args.flip, data_dir=args.data_dir, seed=args.seed,
+        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+        steps_per_execution=args.steps_per_execution, strategy=args.strategy,
+        tensorboard=args.tensorboard,
+    ).validate()
+    check_dataset(args.dataset, args.data_dir)
+    overrides = model_overrides(args)
+    if check_cluster(config) and args.strategy in (None, "multi_worker"):
+        from keras_resnet.training import distribution_strategy
+
+        # Collective ops must be configured before TensorFlow's first operation (import_keras runs one).
+        with _silenced_stderr(not args.verbose):
+            distribution_strategy("multi_worker")
+    import_keras(args.verbose)
+    from keras_resnet.training import TrainingDiverged, train
+
+    try:
+        result = train(args.model, args.dataset, config, out=args.out, verbose=args.progress,
+                       overwrite=args.overwrite, **overrides)
+    except TrainingDiverged as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    m = result.metrics
+    print()
+    print_table([{
+        "model": m["model"], "dataset": m["dataset"], "epochs": m["epochs"], "best epoch": m["best_epoch"],
+        "test accuracy": round(m["test_accuracy"], 4), "test loss": round(m["test_loss"], 4),
+        "params": m["params"], "seconds": round(m["seconds"], 1),
+    }])
+    print(f"\nwritten to {args.out}: model.keras, history.csv, curves.png, metrics.json")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    if not os.path.isfile(args.model):
+        raise UsageError(f"model file {args.model!r} does not exist")
+    tflite = args.tflite or ()
+    if "int8" in tflite and not args.dataset:
+        raise UsageError("--tflite int8 needs --dataset: full-integer quantization calibrates on training images")
+    import_keras(args.verbose)
+    from keras_resnet import export
+
+    model = export.load_model(args.model)
+    height, width, channels = export.image_shape(model)
+    train = x_test = y_test = class_names = None
+    if args.dataset:
+        import numpy as np
+
+        from keras_resnet.data import load_dataset
+
+        data = load_dataset(args.dataset, image_size=height, batch_size=256, augment=False, data_dir=args.data_dir)
+        if tuple(data.input_shape) != (height, width, channels):
+            raise UsageError(f"dataset {args.dataset!r} gives images of shape {tuple(data.input_shape)}; "
+                             f"the model takes {(height, width, channels)}")
+        train, class_names = data.train, list(data.class_names)
+        batches = [(x.numpy(), y.numpy()) for x, y in data.test]
+        x_test, y_test = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    else:
+        print("note: no --dataset; verifying parity on random images (no accuracy figures)")
+    import warnings
+
+    # The TFLite converter and interpreter print C++ log lines; our own warnings are replayed.
+    try:
+        with warnings.catch_warnings(record=True) as caught, _silenced_stderr(not args.verbose):
+            warnings.simplefilter("always", UserWarning)
+            records = export.export_all(
+                model, args.name, base=args.base, version=args.export_version, tflite=tflite,
+                representative_data=train, x_test=x_test, y_test=y_test, class_names=class_names,
+                int8_io=args.int8_io, keep_failed=args.keep_failed, calibration_samples=args.calibration_samples,
+            )
+    except export.ExportError as e:
+        print(f"{PROG}: export failed, nothing was written: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for w in caught:
+            if "keras_resnet" in w.filename:
+                print(f"warning: {w.message}", file=sys.stderr)
+    rows = [{**r, "path": r["path"] or "(not kept)", "latency_ms": round(r["latency_ms"], 3)} for r in records]
+    print_table(rows, ["format", "path", "size_bytes", "max_abs_diff", "top1_agreement", "accuracy", "latency_ms", "passed"])
+    for r in records:
+        if r["failures"]:
+            print(f"{r['format']} failed: {'; '.join(r['failures'])}")
+    print(f"\nreport: {os.path.join(args.base, args.name, 'export_report.json')}")
+    return 0 if all(r["passed"] for r in records) else 1
+
+
+def _cmd_serve(args) -> int:
+    if not os.path.isdir(args.base):
+        raise UsageError(f"model base folder {args.base!r} does not exist")
+    import_keras(args.verbose)
+    from keras_resnet import serving
+
+    server = serving.serve(args.base, port=args.port, host=args.host, max_body_bytes=args.max_body_mb * 2**20,
+                           version_policy=args.versions, block=False)
+    for name in sorted(server.repository.models):
+        versions = ", ".join(map(str, server.repository.versions(name)))
+        print(f"{name} (versions {versions}): {server.url}/v1/models/{name}:predict")
+    print(f"serving {args.base} at {server.url}; Ctrl+C stops", flush=True)
+    server.wait()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -173,6 +366,96 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", action="store_true", help="build each one and show parameters and multiply-adds")
     p.set_defaults(func=_cmd_presets)
 
+    p = sub.add_parser(
+        "diagnose",
+        help="measure identity closeness, gradient norms and response std per residual block",
+        description="Per residual block: ||F(x)||/||x|| and cosine(output, input), the loss-gradient "
+        "norm at the block's input, and the std of F(x) (the ResNet paper's Figure 7); a preset is "
+        "compared with its plain twin (shortcut='none', same initial weights).",
+    )
+    p.add_argument("model", help="a preset name (e.g. resnet110) or the path of a .keras file")
+    p.add_argument("--batch", type=int, default=32, help="images in the measured batch (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the data (default 0)")
+    p.add_argument("--dataset", choices=("random", "digits"), default="random", help="random images (default) or the digits")
+    p.add_argument("--bn-stats", choices=("auto", "batch", "moving"), default="auto",
+                   help="BatchNorm on batch or moving statistics; auto: batch for a fresh preset, moving for a file")
+    p.add_argument("--no-plain", action="store_true", help="skip the plain twin")
+    p.add_argument("--out", default=os.path.join("runs", "diagnose"), help="folder for diagnostics.json and .png (default runs/diagnose)")
+    add_model_arguments(p)
+    p.set_defaults(func=_cmd_diagnose)
+
+    p = sub.add_parser(
+        "train", help="train with the ResNet paper's recipe; resumes after a crash",
+        description="Train a preset with the ResNet paper's recipe (SGD, momentum 0.9, lr 0.1 per 128 "
+        "images, weight decay 1e-4, rate / 10 at 50%% and 75%%). Writes model.keras (best by "
+        "validation accuracy), history.csv, curves.png and metrics.json into --out; the same "
+        "command after a crash continues from the last finished epoch.",
+    )
+    p.add_argument("--model", default="resnet20", help="a preset name (default: resnet20)")
+    p.add_argument("--dataset", default="digits",
+                   help="digits (offline, default), a TFDS name (cifar10, mnist, ... or tfds:NAME), or an image folder")
+    p.add_argument("--out", required=True, help="the run's folder")
+    p.add_argument("--epochs", type=int, help="default: 30 for digits, 182 otherwise (the paper's)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1 * batch size / 128)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="coupled L2 weight decay (default 1e-4)")
+    p.add_argument("--schedule", choices=("step", "cosine"), default="step", help="learning-rate schedule (default step)")
+    p.add_argument("--warmup-steps", type=int, help="steps at lr / 10 first (default min(400, 5%% of training))")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
+    p.add_argument("--image-size", type=int, help="resize images (default: 16 for digits, native otherwise)")
+    p.add_argument("--validation-split", type=float, help="fraction of training images for validation (default 0.1)")
+    p.add_argument("--no-augment", action="store_true", help="no pad-and-crop or flips")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: per dataset; never for digits)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and augmentation (default 0)")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on for GPUs with compute capability >= 7, off on CPU")
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="XLA (default: on for one GPU, off on CPU)")
+    p.add_argument("--steps-per-execution", type=int, help="default: up to 32 for small models on GPUs, else 1")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+                   help="default: multi_worker with TF_CONFIG, mirrored with several GPUs")
+    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/logs")
+    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1,
+                   help="Keras output: 0 none, 1 progress bars (default), 2 one line per epoch")
+    add_model_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "export", help="write a SavedModel (TF Serving layout) and TFLite files, verified",
+        description="Export a trained .keras model to BASE/NAME/VERSION/ (SavedModel with class names and "
+        "warm-up requests) and BASE/NAME/tflite/NAME_VERSION_QUANT.tflite, verify every artifact against "
+        "the Keras model, keep what passes and write BASE/NAME/export_report.json. Exit status 1 when "
+        "an artifact fails its check.",
+    )
+    p.add_argument("model", help="the .keras file (raw pixels in, probabilities out)")
+    p.add_argument("--name", required=True, help="the served model's name (the folder under --base)")
+    p.add_argument("--base", default="saved_models", help="model base folder (default saved_models)")
+    p.add_argument("--version", dest="export_version", type=int, metavar="N", help="integer version (default: the next free one)")
+    p.add_argument("--tflite", nargs="+", metavar="QUANT", help="TFLite variants: float32 float16 dynamic int8")
+    p.add_argument("--int8-io", default="float32", metavar="TYPE", help="input/output type of the int8 file: float32 (default), int8 or uint8")
+    p.add_argument("--dataset", help="dataset for int8 calibration (train split) and verification (test split), e.g. digits")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--calibration-samples", type=int, default=500, metavar="N", help="training images that calibrate int8 (default 500)")
+    p.add_argument("--keep-failed", action="store_true", help="keep failed artifacts under a .failed name")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "serve", help="serve exported models over TF Serving's REST API",
+        description="Serve the SavedModels under BASE (BASE/NAME/VERSION/) at /v1/models/NAME[:predict], "
+        "speaking TF Serving's REST API.",
+    )
+    p.add_argument("base", nargs="?", default="saved_models", help="model base folder (default saved_models)")
+    p.add_argument("--port", type=int, default=8501, help="TCP port (default 8501, TF Serving's REST port; 0 picks one)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies get 413 (default 32)")
+    p.add_argument("--versions", choices=("all", "latest"), default="all", help="serve every version (default) or the latest")
+    p.set_defaults(func=_cmd_serve)
+
     return parser
 
 
@@ -184,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as e:
         # Library functions validate before any expensive work and raise ValueError with a
         # message that names the bad value; that is a usage error for the command line.
+        # --verbose shows the traceback, for a ValueError that comes from deeper down.
+        if getattr(args, "verbose", False) and not isinstance(e, UsageError):
+            raise
         parser.exit(2, f"{PROG}: error: {e}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{PROG}: interrupted\n")

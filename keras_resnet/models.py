@@ -39,6 +39,7 @@ STAGE_FILTERS = {"cifar": (16, 32, 64), "imagenet": (64, 128, 256, 512)}
 STEM_FILTERS = {"cifar": 16, "imagenet": 64}
 DEFAULT_SIZE = {"cifar": 32, "imagenet": 224}
 CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
+_ARCHITECTURE_KEYS = {"depth", "style", "shortcut", "version", "block", "stage_blocks"}
 
 
 
@@ -264,7 +265,10 @@ class ResNet(keras.Model):
                 f"unknown preset {preset!r}; available: {', '.join(PRESETS)}.{hint}"
             )
         args = {**PRESETS[preset], **overrides}
-        args.setdefault("name", preset)
+        if not overrides.keys() & _ARCHITECTURE_KEYS:
+            # The preset's name, unless the overrides made it another network (then the
+            # default name says what it is, e.g. plain110 for resnet110 with shortcut="none").
+            args.setdefault("name", preset)
         return cls(**args)
 
     # -- inspection -----------------------------------------------------------------------

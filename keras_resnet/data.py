@@ -1,0 +1,539 @@
+"""Datasets as ``tf.data`` pipelines: digits (offline), TFDS datasets and image folders.
+
+``load_dataset`` returns a :class:`Dataset`: batched train, validation and test pipelines that
+yield *raw pixels* (float32 in 0..255) and sparse integer labels, plus what a model needs (input
+shape, classes, class names) and the per-channel mean and standard deviation of the training
+split. Normalisation belongs in the model (:func:`preprocessing`), so that exported models take
+raw pixels; augmentation (the ResNet paper's pad, random crop and horizontal flip) belongs in the
+training pipeline, seeded, so that it never reaches an exported graph.
+
+This module imports TensorFlow only inside the functions that need it: :func:`check_dataset`
+validates a dataset name or folder at once, without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+DIGITS = "digits"
+# TFDS image-classification datasets known to load with ``as_supervised=True``, and whether a
+# horizontal flip keeps an image's class (not for digits and characters). Any other TFDS
+# dataset is reached as "tfds:<name>".
+TFDS_FLIP = {
+    "cifar10": True,
+    "cifar100": True,
+    "mnist": False,
+    "fashion_mnist": True,
+    "kmnist": False,
+    "svhn_cropped": False,
+    "stl10": True,
+    "tf_flowers": True,
+    "imagenette": True,
+}
+DATASET_NAMES = (DIGITS, *TFDS_FLIP)
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # image_dataset_from_directory's
+
+DIGITS_TEST_SIZE = 360  # of 1,797: the 1,437 / 360 split of ../shared/REFERENCE.md
+SPLIT_SEED = 0  # splits are fixed, so that runs with different seeds share one test set
+DIGITS_IMAGE_SIZE = 16  # 8x8 digits resized to 16x16 train a CIFAR-style net best
+DEFAULT_VALIDATION_SPLIT = 0.1  # CIFAR: 45k / 5k as in the ResNet paper
+FOLDER_TEST_SPLIT = 0.2
+MEMORY_CACHE_LIMIT = 4 * 2**30  # decoded bytes of a split that cache=True keeps in memory
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Batched pipelines and the metadata a model needs.
+
+    Every pipeline yields ``(images, labels)``: float32 raw pixels in 0..255 of shape
+    ``(batch, *input_shape)`` and int labels of shape ``(batch,)``. ``validation`` is None when
+    ``validation_split=0``.
+    """
+
+    name: str
+    train: Any
+    validation: Any
+    test: Any
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_count: int
+    validation_count: int
+    test_count: int
+    batch_size: int
+    augmentation: dict
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch (the last one may be partial)."""
+        return -(-self.train_count // self.batch_size)
+
+
+def check_dataset(name: str, data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
+    """Validates a dataset name without importing TensorFlow.
+
+    Args:
+        name: ``"digits"``, a TFDS name (``"cifar10"``, ``"mnist"``, ... or ``"tfds:<name>"``
+            for any TFDS image-classification dataset), or the path of a folder holding one
+            sub-folder of images per class (or ``train/`` and ``test/`` folders that do).
+        data_dir: TFDS's data directory; must exist when given.
+
+    Returns:
+        ``(kind, resolved)``: kind is ``"digits"``, ``"tfds"`` or ``"folder"``; resolved is the
+        TFDS name or the folder's absolute path.
+
+    Raises:
+        ValueError: unknown name, missing folder, or a folder without class sub-folders.
+
+    Example:
+    >>> check_dataset("cifar10")
+    ('tfds', 'cifar10')
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset must be a non-empty string; received dataset={name!r}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ValueError(f"data_dir {str(data_dir)!r} does not exist or is not a folder")
+    if name == DIGITS:
+        return "digits", name
+    if name in TFDS_FLIP:
+        return "tfds", name
+    if name.startswith("tfds:") and len(name) > 5:
+        return "tfds", name[5:]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        _class_folders(path)
+        return "folder", str(path.resolve())
+    if os.sep in name or "/" in name or name.startswith((".", "~")):
+        raise ValueError(f"dataset folder {name!r} does not exist")
+    close = difflib.get_close_matches(name, DATASET_NAMES, n=2)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise ValueError(
+        f"unknown dataset {name!r}{hint}; choose {', '.join(DATASET_NAMES)}, 'tfds:<name>' for "
+        "another TFDS dataset, or the path of a folder with one sub-folder of images per class"
+    )
+
+
+def load_dataset(
+    name: str = DIGITS,
+    *,
+    image_size: int | None = None,
+    batch_size: int = 128,
+    validation_split: float | None = None,
+    seed: int = 0,
+    augment: bool = True,
+    flip: bool | None = None,
+    pad: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache: bool | str = True,
+    shuffle_buffer: int = 50_000,
+) -> Dataset:
+    """Loads a dataset as batched, prefetched ``tf.data`` pipelines.
+
+    Sources:
+    * ``"digits"``: scikit-learn's 1,797 handwritten 8x8 digits (offline), pixel values 0..16
+      scaled to 0..255, one channel, resized to 16x16 by default. A fixed stratified split:
+      360 test images; ``validation_split`` (default 10%) of the other 1,437, stratified, for
+      validation (1,293 / 144 / 360).
+    * TFDS with ``data_dir`` (what ``tfds.load`` does, step by step, so that a failed download
+      says what to do): the ``train`` split's last ``validation_split``
+      (default 10%: CIFAR's 45k / 5k as in the ResNet paper) for validation; ``test`` (or
+      ``validation`` where there is no ``test``) for testing.
+    * A folder with one sub-folder per class (``keras.utils.image_dataset_from_directory``),
+      split 80% / 20% per class into train and test, then ``validation_split`` of train; or a
+      folder with ``train/`` and ``test/`` (and optional ``validation/``) folders. Every image
+      is decoded up front: a corrupt one raises ValueError naming the file.
+
+    Augmentation (training split only, as in the ResNet paper): zero-pad ``pad`` pixels (default
+    1/8 of the image: 4 at 32x32), random crop back to size, random horizontal flip where it
+    keeps the class. Its randomness comes from stateless ops keyed by ``seed``: it differs
+    between epochs and repeats exactly with the same seed.
+
+    Args:
+        name: a dataset accepted by :func:`check_dataset`.
+        image_size: resize images to ``image_size`` x ``image_size``; default: 16 for digits,
+            the dataset's own size otherwise (a folder's most common size).
+        batch_size: images per batch (the global batch under a distribution strategy).
+        validation_split: fraction of the training images held out for validation, in [0, 1).
+        seed: seeds shuffling and augmentation (the splits are fixed).
+        augment: apply pad-and-crop and flips to the training split.
+        flip: random horizontal flips; default: per dataset (never for digits, MNIST, SVHN).
+        pad: pixels of zero padding before the random crop; 0 turns translation off.
+        data_dir: TFDS's data directory.
+        cache: True: keep decoded images in memory (each split whose decoded pixels fit in
+            4 GiB); a str: cache files under this folder; False: decode every epoch.
+        shuffle_buffer: shuffle buffer of the training split.
+
+    Returns:
+        A :class:`Dataset`.
+
+    Example:
+    >>> ds = load_dataset("digits", batch_size=32)
+    >>> ds.input_shape, ds.num_classes, ds.train_count, ds.validation_count, ds.test_count
+    ((16, 16, 1), 10, 1293, 144, 360)
+    """
+    kind, resolved = check_dataset(name, data_dir)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0)
+    _check_int("shuffle_buffer", shuffle_buffer, 1)
+    if image_size is not None:
+        _check_int("image_size", image_size, 1)
+    if pad is not None:
+        _check_int("pad", pad, 0)
+    if validation_split is None:
+        validation_split = DEFAULT_VALIDATION_SPLIT
+    if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
+        raise ValueError(f"validation_split must be a fraction in [0, 1); received validation_split={validation_split!r}")
+
+    if kind == "digits":
+        splits, class_names = _digits(image_size or DIGITS_IMAGE_SIZE, validation_split)
+        default_flip = False
+    elif kind == "tfds":
+        splits, class_names = _tfds(resolved, image_size, validation_split, data_dir)
+        default_flip = TFDS_FLIP.get(resolved, True)
+    else:
+        splits, class_names = _folder(Path(resolved), image_size, validation_split)
+        default_flip = True
+
+    import tensorflow as tf
+
+    shape = tuple(int(d) for d in splits["train"].element_spec[0].shape)
+    counts = {k: (_count(v) if v is not None else 0) for k, v in splits.items()}
+    if counts["train"] == 0:
+        raise ValueError(f"dataset {name!r} has no training images")
+    # Cached before the statistics pass, which then fills the training split's cache.
+    splits = {k: None if v is None else _cache(v, cache, k, counts[k]) for k, v in splits.items()}
+    mean, std = _channel_stats(splits["train"])
+    augmentation = {
+        "enabled": bool(augment),
+        "pad": (max(1, shape[0] // 8) if pad is None else pad) if augment else 0,
+        "flip": bool(default_flip if flip is None else flip) and bool(augment),
+    }
+    pipelines = {
+        key: None if ds is None else _pipeline(
+            ds, training=key == "train", batch_size=batch_size, seed=seed,
+            augmentation=augmentation, shuffle_buffer=shuffle_buffer, tf=tf,
+        )
+        for key, ds in splits.items()
+    }
+    return Dataset(
+        name=name, train=pipelines["train"], validation=pipelines["validation"],
+        test=pipelines["test"], input_shape=shape, num_classes=len(class_names),
+        class_names=tuple(class_names), mean=mean, std=std, train_count=counts["train"],
+        validation_count=counts["validation"], test_count=counts["test"], batch_size=batch_size,
+        augmentation=augmentation,
+    )
+
+
+def preprocessing(source, name: str = "normalize"):
+    """The normalisation layer that goes in front of a model: raw pixels in, standardised out.
+
+    A ``keras.layers.Normalization`` with the training split's per-channel mean and variance,
+    so that a saved or exported model needs no outside preprocessing.
+
+    Args:
+        source: a :class:`Dataset`, or a ``(mean, std)`` pair of per-channel sequences.
+        name: the layer's name.
+
+    Returns:
+        A ``keras.layers.Normalization`` layer.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = preprocessing(([127.5], [64.0]))
+    >>> float(layer(np.full((1, 2, 2, 1), 191.5, "float32"))[0, 0, 0, 0])
+    1.0
+    """
+    import keras
+
+    mean, std = (source.mean, source.std) if isinstance(source, Dataset) else source
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if len(mean) != len(std) or not mean or min(std) <= 0:
+        raise ValueError(f"preprocessing needs per-channel means and positive stds of equal length; received mean={mean}, std={std}")
+    return keras.layers.Normalization(axis=-1, mean=mean, variance=[s * s for s in std], name=name)
+
+
+# ---- sources: each returns ({"train", "validation", "test"} -> unbatched (uint8 image, int
+# label) datasets, class names) --------------------------------------------------------------
+
+def _digits(size, validation_split):
+    import numpy as np
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype("float32") * (255.0 / 16.0)
+    labels = digits.target.astype("int64")
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        images, labels, test_size=DIGITS_TEST_SIZE, stratify=labels, random_state=SPLIT_SEED
+    )
+    if validation_split > 0:
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=validation_split, stratify=y_rest, random_state=SPLIT_SEED
+        )
+    else:
+        x_train, y_train, x_val, y_val = x_rest, y_rest, None, None
+
+    def as_ds(x, y):
+        if x is None:
+            return None
+        x = x[..., None]
+        if size != x.shape[1]:
+            x = tf.image.resize(x, (size, size), method="bilinear").numpy()
+        x = np.clip(np.rint(x), 0, 255).astype("uint8")
+        return tf.data.Dataset.from_tensor_slices((x, y))
+
+    splits = {"train": as_ds(x_train, y_train), "validation": as_ds(x_val, y_val), "test": as_ds(x_test, y_test)}
+    return splits, [str(d) for d in digits.target_names]
+
+
+def _tfds(name, image_size, validation_split, data_dir):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises its own DatasetNotFoundError
+        raise ValueError(f"TFDS does not know dataset {name!r}: {str(e).splitlines()[0]}") from None
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(f"TFDS dataset {name!r} is not an image-classification dataset (it needs 'image' and 'label' features)")
+    class_names = list(features["label"].names)
+    native = tuple(features["image"].shape)
+    if image_size is None and None in native[:2]:
+        raise ValueError(f"TFDS dataset {name!r} has images of varying sizes ({native}); pass image_size")
+    # In tfds.testing.mock_data the split table is empty; the mock serves any split name.
+    available = set(builder.info.splits.keys())
+    test_split = "test" if not available or "test" in available else "validation"
+    if available and test_split not in available:
+        raise ValueError(f"TFDS dataset {name!r} has no 'test' or 'validation' split (it has {sorted(available)})")
+    train_info = builder.info.splits["train"] if "train" in available else None
+    n = train_info.num_examples if train_info is not None else 0
+    if validation_split > 0:
+        # Whole images where the size is known (CIFAR: exactly 45,000 / 5,000).
+        cut = f"{n - round(n * validation_split)}" if n else f"{round(100 * (1 - validation_split))}%"
+        names = {"train": f"train[:{cut}]", "validation": f"train[{cut}:]", "test": test_split}
+    else:
+        names = {"train": "train", "test": test_split}
+    try:
+        builder.download_and_prepare()  # a no-op once the data is in data_dir
+    except Exception as e:  # no network, no disk space, a missing optional dependency, ...
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(
+            f"could not download or prepare TFDS dataset {name!r} in {builder.data_dir}: "
+            f"{type(e).__name__}: {first}. Prepare it where there is a network "
+            f"(tfds build {name} --data_dir DIR) and pass data_dir=DIR"
+        ) from e
+    loaded = {key: builder.as_dataset(split=split, as_supervised=True, shuffle_files=False) for key, split in names.items()}
+    loaded.setdefault("validation", None)
+
+    def fix(ds):
+        if ds is None:
+            return None
+        if image_size is not None and tuple(native[:2]) != (image_size, image_size):
+            ds = ds.map(
+                lambda x, y: (_resize_uint8(x, image_size, tf), y), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        return ds.map(lambda x, y: (x, tf.cast(y, tf.int64)))
+
+    return {k: fix(v) for k, v in loaded.items()}, class_names
+
+
+def _folder(root, image_size, validation_split):
+    import keras
+    import numpy as np
+
+    layout = {p.name: p for p in root.iterdir() if p.is_dir() and p.name in ("train", "validation", "test")}
+    predefined = "train" in layout and "test" in layout
+    roots = [layout[k] for k in ("train", "validation", "test") if k in layout] if predefined else [root]
+    classes = _class_folders(roots[0])
+    sizes, gray = Counter(), True
+    for r in roots:
+        if predefined and _class_folders(r) != classes:
+            raise ValueError(f"{r} must hold the same class folders as {roots[0]}: {classes}")
+        for _, size, mode in _scan_images(r, classes):
+            sizes[size] += 1
+            gray &= mode in ("1", "L", "I;16", "I", "F")
+    if image_size is None:
+        (width, height), _ = sizes.most_common(1)[0]
+        size = (height, width)
+    else:
+        size = (image_size, image_size)
+
+    def read(directory):
+        return keras.utils.image_dataset_from_directory(
+            directory, labels="inferred", label_mode="int", class_names=classes,
+            color_mode="grayscale" if gray else "rgb", batch_size=None, image_size=size,
+            shuffle=False, interpolation="bilinear", verbose=False,
+        )
+
+    import tensorflow as tf
+
+    def as_uint8(ds):
+        return ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), tf.cast(y, tf.int64)))
+
+    def labels_of(ds, directory):
+        return np.array([classes.index(Path(f).relative_to(directory).parts[0]) for f in ds.file_paths])
+
+    if predefined:
+        read_splits = {k: read(layout[k]) for k in layout}
+        splits = {k: as_uint8(v) for k, v in read_splits.items()}
+        splits.setdefault("validation", None)
+        if "validation" not in layout and validation_split > 0:
+            labels = labels_of(read_splits["train"], layout["train"])
+            parts = _stratified(labels, validation_split)
+            splits["validation"] = _select(splits["train"], parts["chosen"], len(labels), tf)
+            splits["train"] = _select(splits["train"], parts["rest"], len(labels), tf)
+        return splits, classes
+
+    full = read(root)
+    labels = labels_of(full, root)
+    total = len(labels)
+    parts = _stratified(labels, FOLDER_TEST_SPLIT)
+    train_idx, val_idx = parts["rest"], None
+    if validation_split > 0:
+        inner = _stratified(labels[train_idx], validation_split)
+        train_idx, val_idx = train_idx[inner["rest"]], train_idx[inner["chosen"]]
+    full = as_uint8(full)
+    splits = {
+        "train": _select(full, train_idx, total, tf),
+        "validation": None if val_idx is None else _select(full, val_idx, total, tf),
+        "test": _select(full, parts["chosen"], total, tf),
+    }
+    return splits, classes
+
+
+def _class_folders(root: Path) -> list[str]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"dataset folder {str(root)!r} has no class sub-folders (expected one folder of images per class)")
+    return classes
+
+
+def _scan_images(root: Path, classes):
+    """Decodes every image under ``root``'s class folders; yields (path, (w, h), mode)."""
+    from PIL import Image
+
+    count = 0
+    for cls in classes:
+        for path in sorted((root / cls).rglob("*")):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+                continue
+            try:
+                with Image.open(path) as im:
+                    im.load()  # verify() misses truncated data; a full decode does not
+                    size, mode = im.size, im.mode
+            except Exception as e:
+                raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
+            count += 1
+            yield str(path), size, mode
+    if count == 0:
+        raise ValueError(f"dataset folder {str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+
+
+def _stratified(labels, fraction):
+    """Indices split per class: {"chosen": about ``fraction`` of each class, "rest": the others}."""
+    import numpy as np
+
+    rng = np.random.default_rng(SPLIT_SEED)
+    chosen, rest = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        # At least one image per class on each side, where the class has two.
+        k = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1) if len(idx) > 1 else 0
+        chosen.append(idx[:k])
+        rest.append(idx[k:])
+    return {"chosen": np.sort(np.concatenate(chosen)), "rest": np.sort(np.concatenate(rest))}
+
+
+def _select(ds, indices, total, tf):
+    """The elements of ``ds`` (of ``total`` elements) at the sorted ``indices``."""
+    import numpy as np
+
+    mask = np.zeros(total, bool)
+    mask[indices] = True
+    mask = tf.constant(mask)
+    picked = ds.enumerate().filter(lambda i, xy: mask[i]).map(lambda i, xy: xy)
+    return picked.apply(tf.data.experimental.assert_cardinality(len(indices)))
+
+
+# ---- pipelines ------------------------------------------------------------------------------
+
+def _resize_uint8(image, size, tf):
+    image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _count(ds) -> int:
+    n = int(ds.cardinality())
+    if n >= 0:
+        return n
+    return int(ds.reduce(0, lambda c, _: c + 1))
+
+
+def _channel_stats(ds) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation over a split (one pass, float64 sums)."""
+    import numpy as np
+
+    total = sq = None
+    n = 0
+    for images, _ in ds.batch(1024).as_numpy_iterator():
+        x = images.astype("float64").reshape(-1, images.shape[-1])
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
+        n += x.shape[0]
+    mean = total / n
+    # A constant channel carries no signal; a floor of one grey level keeps the division sane.
+    std = np.maximum(np.sqrt(np.maximum(sq / n - mean * mean, 0.0)), 1.0)
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+
+
+def _cache(ds, cache, name, count):
+    if isinstance(cache, str):
+        os.makedirs(cache, exist_ok=True)
+        return ds.cache(os.path.join(cache, name))
+    if cache and count * math.prod(ds.element_spec[0].shape) <= MEMORY_CACHE_LIMIT:
+        return ds.cache()
+    return ds
+
+
+def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, tf):
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if augmentation["pad"] or augmentation["flip"]:
+            # One stateless seed per image from a seeded random stream that starts over
+            # differently on each pass: images vary per epoch and repeat exactly per seed.
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            augment = _augmenter(augmentation["pad"], augmentation["flip"], tf)
+            ds = tf.data.Dataset.zip(ds, seeds).map(
+                lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE
+            )
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(pad, flip, tf):
+    def augment(image, seed):
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        if pad:
+            shape = image.shape
+            padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+            image = tf.image.stateless_random_crop(padded, size=shape, seed=crop_seed)
+        if flip:
+            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+        return image
+
+    return augment
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")

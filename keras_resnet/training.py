@@ -1,0 +1,786 @@
+"""The ResNet paper's training recipe, and a fit helper that a long run can trust.
+
+Recipe (He et al., arXiv:1512.03385, section 4.2): SGD with momentum 0.9, batch 128, learning
+rate 0.1 (scaled linearly with the batch size), divided by 10 at 50% and 75% of training, weight
+decay 1e-4, an optional warm-up at a tenth of the rate (the paper's ResNet-110 trick); a cosine
+schedule is an option.
+
+Weight decay is *coupled*, as in the paper's SGD: the model adds ``weight_decay / 2 * ||w||^2``
+over its convolution and dense kernels to the loss (an L2 kernel regularizer, see
+:class:`keras_resnet.models.ResNet`), so the gradient gains ``weight_decay * w`` and momentum
+acts on it. The optimizer's own (decoupled) ``weight_decay`` stays off, and BatchNorm
+parameters and biases are not decayed.
+
+:func:`train` writes into ``out``: ``model.keras`` (best by validation accuracy),
+``history.csv`` (one row per epoch), ``curves.png``, ``metrics.json`` and ``state.json`` (its
+resume record); ``backup/`` holds ``keras.callbacks.BackupAndRestore``'s checkpoint while a run
+is unfinished, so the same call after a crash continues from the last finished epoch.
+
+This module imports TensorFlow only when training starts, so that :class:`TrainConfig`
+validates arguments at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from keras_resnet.data import DIGITS, check_dataset
+from keras_resnet.presets import PRESET_NAMES
+
+SCHEDULES = ("step", "cosine")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PAPER_BATCH_SIZE = 128
+PAPER_LR = 0.1
+# 30 epochs reach >= 98% on digits in about a minute on 2 CPU cores; 182 epochs are the
+# paper's 64k iterations on 45k CIFAR images.
+DEFAULT_EPOCHS = {DIGITS: 30}
+PAPER_EPOCHS = 182
+MAX_WARMUP_STEPS = 400  # the paper's ResNet-110 warm-up
+WARMUP_FRACTION = 0.05  # short runs warm up for 5% of training instead
+OUTPUTS = ("state.json", "history.csv", "model.keras", "metrics.json", "curves.png")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last finished epoch stays in the backup."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of a training run; None means "the default for this dataset or device".
+
+    Args:
+        epochs: epochs to train; default 30 for digits, 182 (the paper's 64k iterations on
+            CIFAR) otherwise.
+        batch_size: global batch size; default 128 (or the batch size of a given Dataset).
+        lr: peak learning rate; default 0.1 * batch_size / 128.
+        momentum: SGD momentum, default 0.9.
+        nesterov: Nesterov momentum, default False (the paper's plain momentum).
+        weight_decay: coupled L2 weight decay, default 1e-4 (built into the model).
+        schedule: ``"step"`` (divide by 10 at each milestone) or ``"cosine"``.
+        milestones: fractions of training at which the step schedule divides the rate.
+        warmup_steps: steps at ``warmup_lr`` before the peak rate (linear ramp for cosine);
+            default min(400, 5% of training); 0 turns warm-up off.
+        warmup_lr: default lr / 10 (0.01 for 0.1, as in the paper).
+        label_smoothing: default 0 (the paper has none).
+        image_size, validation_split, augment, flip, data_dir, cache: passed to
+            :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
+        seed: seeds weights, shuffling and augmentation.
+        mixed_precision: default: on for GPUs with compute capability >= 7.0, off on CPU.
+        jit_compile: XLA; default: on for one GPU, off on CPU and under tf.distribute.
+        steps_per_execution: default: up to 32 for models under 5M parameters on GPUs, else 1.
+        strategy: ``"default"``, ``"mirrored"`` or ``"multi_worker"``; default: mirrored
+            for several GPUs, multi-worker when ``TF_CONFIG`` names a cluster (of one worker:
+            Keras 3.15's fit fails with more, keras-team/keras#20585, so that is refused).
+        tensorboard: write TensorBoard logs to ``out/logs``.
+
+    Example:
+    >>> TrainConfig(epochs=5, batch_size=64).validate().resolved_lr(64)
+    0.05
+    """
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    warmup_steps: int | None = None
+    warmup_lr: float | None = None
+    label_smoothing: float = 0.0
+    image_size: int | None = None
+    validation_split: float | None = None
+    augment: bool = True
+    flip: bool | None = None
+    data_dir: str | None = None
+    cache: bool | str = True
+    seed: int = 0
+    mixed_precision: bool | None = None
+    jit_compile: bool | None = None
+    steps_per_execution: int | None = None
+    strategy: str | None = None
+    tensorboard: bool = False
+
+    def validate(self) -> TrainConfig:
+        """Raises ValueError naming the first bad value; returns self."""
+        for name in ("epochs", "batch_size", "image_size", "steps_per_execution"):
+            _check_int(name, getattr(self, name), 1, optional=True)
+        _check_int("warmup_steps", self.warmup_steps, 0, optional=True)
+        _check_int("seed", self.seed, 0)
+        for name in ("lr", "warmup_lr"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a number > 0; received {name}={value!r}")
+        _check_range("momentum", self.momentum, 0, 1)
+        _check_range("label_smoothing", self.label_smoothing, 0, 1)
+        if self.validation_split is not None:
+            _check_range("validation_split", self.validation_split, 0, 1)
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0; received weight_decay={self.weight_decay!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; received schedule={self.schedule!r}")
+        m = tuple(self.milestones)
+        if not m or any(not _is_number(f) or not 0 < f < 1 for f in m) or list(m) != sorted(set(m)):
+            raise ValueError(f"milestones must be increasing fractions of training in (0, 1); received milestones={self.milestones!r}")
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} or None (auto); received strategy={self.strategy!r}")
+        for name in ("nesterov", "augment", "tensorboard"):
+            if getattr(self, name) not in (True, False):
+                raise ValueError(f"{name} must be True or False; received {name}={getattr(self, name)!r}")
+        for name in ("flip", "mixed_precision", "jit_compile"):
+            if getattr(self, name) not in (None, True, False):
+                raise ValueError(f"{name} must be True, False or None (auto); received {name}={getattr(self, name)!r}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise ValueError(f"data_dir {str(self.data_dir)!r} does not exist or is not a folder")
+        return self
+
+    def resolved_lr(self, batch_size: int) -> float:
+        """The peak rate: ``lr``, or 0.1 scaled linearly from the paper's batch of 128."""
+        return float(self.lr) if self.lr is not None else PAPER_LR * batch_size / PAPER_BATCH_SIZE
+
+    def resolved_warmup(self, total_steps: int) -> int:
+        """Warm-up steps: ``warmup_steps``, or min(400, 5% of ``total_steps``)."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(MAX_WARMUP_STEPS, round(WARMUP_FRACTION * total_steps))
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns: the best model, one history row per epoch, the metrics."""
+
+    model: Any
+    history: list[dict]
+    metrics: dict
+    out: Path | None
+
+
+def learning_rate_schedule(
+    lr: float,
+    total_steps: int,
+    schedule: str = "step",
+    milestones: tuple[float, ...] = (0.5, 0.75),
+    warmup_steps: int = 0,
+    warmup_lr: float | None = None,
+):
+    """The paper's step schedule (or a cosine one) as a built-in Keras schedule.
+
+    Built-in schedules are serializable (a ``.keras`` file loads without custom objects) and
+    read the optimizer's iteration count, so a resumed run continues on the same curve.
+
+    Args:
+        lr: peak learning rate.
+        total_steps: optimizer steps of the whole run.
+        schedule: ``"step"``: ``warmup_lr`` for ``warmup_steps``, then ``lr``, divided by 10
+            at each milestone; ``"cosine"``: linear warm-up from ``warmup_lr`` to ``lr``, then
+            cosine decay to 0 at ``total_steps``.
+        milestones: fractions of ``total_steps``.
+        warmup_steps: steps of warm-up (0: none).
+        warmup_lr: rate during warm-up; default ``lr / 10``.
+
+    Returns:
+        A ``keras.optimizers.schedules.LearningRateSchedule``.
+
+    Example:
+    >>> s = learning_rate_schedule(0.1, 1000, warmup_steps=10)
+    >>> [round(float(s(step)), 4) for step in (0, 100, 600, 900)]
+    [0.01, 0.1, 0.01, 0.001]
+    """
+    import keras
+
+    warmup_lr = lr / 10 if warmup_lr is None else warmup_lr
+    if schedule == "cosine":
+        if warmup_steps:
+            return keras.optimizers.schedules.CosineDecay(
+                warmup_lr, max(1, total_steps - warmup_steps), warmup_target=lr, warmup_steps=warmup_steps
+            )
+        return keras.optimizers.schedules.CosineDecay(lr, max(1, total_steps))
+    bounds = [round(f * total_steps) for f in milestones]
+    if warmup_steps and warmup_steps >= bounds[0]:
+        raise ValueError(
+            f"warmup_steps must end before the first learning-rate drop (step {bounds[0]} of "
+            f"{total_steps}); received warmup_steps={warmup_steps}"
+        )
+    if len(set(bounds)) != len(bounds) or bounds[0] < 1:
+        raise ValueError(f"milestones {tuple(milestones)} fall on the same step of a {total_steps}-step run; train longer")
+    values = [lr / 10**i for i in range(len(bounds) + 1)]
+    if warmup_steps:
+        bounds, values = [warmup_steps, *bounds], [warmup_lr, *values]
+    # PiecewiseConstantDecay uses values[i] while step <= bounds[i]; shift by one so that
+    # exactly `warmup_steps` updates use the warm-up rate.
+    return keras.optimizers.schedules.PiecewiseConstantDecay([b - 1 for b in bounds], values)
+
+
+def device_settings(config: TrainConfig | None = None, params: int | None = None, steps_per_epoch: int | None = None) -> dict:
+    """Device-aware defaults: strategy, mixed precision, XLA, steps per execution.
+
+    GPUs get mixed precision (compute capability >= 7.0, tensor cores) and XLA (one GPU; Keras
+    turns XLA off under tf.distribute); the CPU gets neither (XLA made a ResNet step about 4x
+    slower on a 2-core CPU). Several GPUs get ``MirroredStrategy``; a ``TF_CONFIG`` that names
+    a cluster gets ``MultiWorkerMirroredStrategy``. Each value set in ``config`` wins.
+
+    Args:
+        config: a :class:`TrainConfig` whose non-None device fields override the defaults.
+        params: the model's parameter count (for ``steps_per_execution``).
+        steps_per_epoch: training batches per epoch (caps ``steps_per_execution``).
+
+    Returns:
+        A dict: ``device``, ``gpus``, ``strategy``, ``mixed_precision``, ``jit_compile``,
+        ``steps_per_execution``, ``is_chief``.
+
+    Example:
+    >>> device_settings()["device"] in ("CPU", "GPU")
+    True
+    """
+    import tensorflow as tf
+
+    config = config or TrainConfig()
+    gpus = tf.config.list_physical_devices("GPU")
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    cluster = tf_config.get("cluster") or {}
+    task = tf_config.get("task") or {}
+    strategy = config.strategy or ("multi_worker" if cluster else "mirrored" if len(gpus) > 1 else "default")
+    capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+    tensor_cores = bool(gpus) and all(c is not None and tuple(c) >= (7, 0) for c in capabilities)
+    mixed = tensor_cores if config.mixed_precision is None else config.mixed_precision
+    jit = (bool(gpus) and strategy == "default") if config.jit_compile is None else config.jit_compile
+    spe = config.steps_per_execution
+    if spe is None:
+        small = params is not None and params < 5_000_000
+        spe = min(32, steps_per_epoch or 32) if gpus and small else 1
+    chief_type = "chief" if "chief" in cluster else "worker"
+    is_chief = not cluster or (task.get("type", chief_type) == chief_type and int(task.get("index", 0)) == 0)
+    names = sorted({tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus})
+    return {
+        "device": "GPU" if gpus else "CPU", "gpus": len(gpus), "gpu_names": names,
+        "strategy": strategy, "mixed_precision": bool(mixed), "jit_compile": bool(jit),
+        "steps_per_execution": int(spe), "is_chief": bool(is_chief),
+    }
+
+
+def check_cluster(config: TrainConfig | None = None) -> int:
+    """Counts the workers that ``TF_CONFIG`` names (0 without a cluster), without TensorFlow.
+
+    Raises ValueError for an automatic strategy on a cluster of several workers: Keras 3.15's
+    ``Model.fit`` fails under ``MultiWorkerMirroredStrategy`` with more than one worker
+    (keras-team/keras#20585). ``strategy="multi_worker"`` skips the check.
+
+    Example:
+    >>> check_cluster(TrainConfig())  # no TF_CONFIG
+    0
+    """
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster") or {}
+    except ValueError:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {os.environ['TF_CONFIG']!r}") from None
+    workers = sum(len(cluster.get(kind, ())) for kind in ("chief", "worker"))
+    if (config is None or config.strategy is None) and workers > 1:
+        raise ValueError(
+            f"TF_CONFIG names a cluster of {workers} workers, but Keras 3's Model.fit fails under "
+            "MultiWorkerMirroredStrategy with more than one worker (keras-team/keras#20585, open as "
+            "of Keras 3.15); train on one machine (MirroredStrategy uses all its GPUs), or pass "
+            "strategy='multi_worker' (--strategy multi_worker) with a Keras that has the fix"
+        )
+    return workers
+
+
+@functools.cache
+def distribution_strategy(kind: str = "default"):
+    """The ``tf.distribute`` strategy of that kind, created once per process.
+
+    ``MultiWorkerMirroredStrategy`` must exist before TensorFlow runs its first operation, so a
+    program that trains under ``TF_CONFIG`` calls this first (the ``train`` command does).
+
+    Args:
+        kind: ``"default"``, ``"mirrored"`` or ``"multi_worker"``.
+
+    Returns:
+        A ``tf.distribute.Strategy``.
+
+    Example:
+    >>> distribution_strategy("default").num_replicas_in_sync
+    1
+    """
+    import tensorflow as tf
+
+    if kind not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; received strategy={kind!r}")
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy() if kind == "mirrored" else tf.distribute.get_strategy()
+
+
+@contextlib.contextmanager
+def device_scope(config: TrainConfig | None = None):
+    """Applies the device settings that are global state (the mixed-precision policy) while
+    the block runs, and restores the previous policy afterwards.
+
+    Args:
+        config: a :class:`TrainConfig` (its ``mixed_precision`` wins over the default).
+
+    Yields:
+        The :func:`device_settings` dict.
+
+    Example:
+    >>> with device_scope(TrainConfig()) as settings:
+    ...     settings["mixed_precision"] in (True, False)
+    True
+    """
+    import keras
+
+    previous = keras.config.dtype_policy()
+    settings = device_settings(config)
+    try:
+        if settings["mixed_precision"]:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        yield settings
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def compile_model(model, config: TrainConfig, *, steps_per_epoch: int, epochs: int | None = None,
+                  batch_size: int | None = None) -> dict:
+    """Compiles ``model`` with the recipe: SGD with momentum on :func:`learning_rate_schedule`,
+    cross-entropy, accuracy, and the device's XLA and ``steps_per_execution`` settings.
+
+    The optimizer has no decoupled weight decay: the model carries the coupled L2 penalty (see
+    :func:`build_model`). Call it inside the distribution strategy's scope. With
+    ``label_smoothing > 0`` the loss is ``CategoricalCrossentropy`` and labels must be one-hot
+    (:func:`train` converts them); otherwise sparse integer labels.
+
+    Args:
+        model: a ``keras.Model``.
+        config: a :class:`TrainConfig`.
+        steps_per_epoch: training batches per epoch.
+        epochs: epochs the schedule spans; default ``config.epochs`` or 182.
+        batch_size: the global batch size that scales the rate; default ``config.batch_size``
+            or 128.
+
+    Returns:
+        The resolved recipe: ``lr``, ``warmup_steps``, ``total_steps``, ``epochs`` and
+        ``device`` (the :func:`device_settings`).
+
+    Example:
+    >>> # recipe = compile_model(model, TrainConfig(epochs=30), steps_per_epoch=11)
+    """
+    import keras
+
+    epochs = epochs or config.epochs or PAPER_EPOCHS
+    batch_size = batch_size or config.batch_size or PAPER_BATCH_SIZE
+    total_steps = epochs * steps_per_epoch
+    lr = config.resolved_lr(batch_size)
+    warmup = config.resolved_warmup(total_steps)
+    schedule = learning_rate_schedule(lr, total_steps, config.schedule, config.milestones, warmup, config.warmup_lr)
+    settings = device_settings(config, model.count_params(), steps_per_epoch)
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if config.label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy())
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=config.nesterov),
+        loss=loss, metrics=["accuracy"], jit_compile=settings["jit_compile"],
+        steps_per_execution=settings["steps_per_execution"],
+    )
+    return {"lr": lr, "warmup_steps": warmup, "total_steps": total_steps, "epochs": epochs, "device": settings}
+
+
+def build_model(preset: str, dataset, *, weight_decay: float = 1e-4, **overrides):
+    """A preset ResNet behind a normalisation layer: raw pixels in, probabilities out.
+
+    The first layer is :func:`keras_resnet.data.preprocessing` (the training split's mean and
+    standard deviation), so the saved model needs no outside preprocessing; input shape and
+    classes come from the dataset.
+
+    Args:
+        preset: a preset name (see ``keras_resnet.presets.PRESET_NAMES``).
+        dataset: a :class:`keras_resnet.data.Dataset` (or an object with ``input_shape``,
+            ``num_classes``, ``mean`` and ``std``).
+        weight_decay: coupled L2 weight decay of the ResNet's kernels.
+        **overrides: ``ResNet`` arguments (``shortcut``, ``version``, ``depth``, ...).
+
+    Returns:
+        A functional ``keras.Model`` named after the preset.
+
+    Example:
+    >>> from keras_resnet.data import load_dataset
+    >>> model = build_model("resnet20", load_dataset("digits"))
+    >>> model.input_shape, model.output_shape
+    ((None, 16, 16, 1), (None, 10))
+    """
+    import keras
+
+    from keras_resnet.data import preprocessing
+    from keras_resnet.models import ResNet
+
+    expected = {"input_shape": tuple(dataset.input_shape), "classes": int(dataset.num_classes)}
+    for key, value in expected.items():
+        given = overrides.pop(key, None)
+        if given is not None and (tuple(given) if key == "input_shape" else given) != value:
+            raise ValueError(f"{key}={given!r} does not match the dataset, which needs {key}={value!r}")
+    resnet = ResNet.from_preset(preset, **expected, weight_decay=weight_decay, **overrides)
+    inputs = keras.Input(shape=expected["input_shape"], name="pixels")
+    outputs = resnet(preprocessing(dataset)(inputs))
+    return keras.Model(inputs, outputs, name=resnet.name)
+
+
+def train(
+    model: Any = "resnet20",
+    dataset: Any = DIGITS,
+    config: TrainConfig | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    verbose: int = 1,
+    overwrite: bool = False,
+    **model_overrides,
+) -> TrainResult:
+    """Trains with the paper's recipe, resumably, and writes the run's files into ``out``.
+
+    Arguments are validated before TensorFlow starts. Called again with the same arguments
+    after a crash (or SIGKILL), it continues from the last finished epoch; ``history.csv``
+    keeps one row per epoch. A finished ``out`` is not retrained unless ``overwrite``.
+
+    Args:
+        model: a preset name (built by :func:`build_model` inside the distribution strategy)
+            or a ``keras.Model`` that takes raw pixels (compiled here; it keeps its own weight
+            decay, e.g. from :func:`build_model`).
+        dataset: a dataset name for :func:`keras_resnet.data.load_dataset`, or a ``Dataset``.
+        config: a :class:`TrainConfig`; default ``TrainConfig()``.
+        out: the run's folder; None trains in a temporary folder and keeps nothing.
+        verbose: 0 silent, 1 progress bars, 2 one line per epoch.
+        overwrite: delete a previous run's files in ``out`` (finished or not) and start over.
+        **model_overrides: ``ResNet`` arguments for a preset (``shortcut="projection"``, ...).
+
+    Returns:
+        A :class:`TrainResult` with the best model (by validation accuracy; the last one
+        without a validation split), the history rows and the metrics of ``metrics.json``.
+
+    Raises:
+        ValueError: a bad argument, or an ``out`` that holds another run.
+        TrainingDiverged: the loss became NaN or infinite.
+
+    Example:
+    >>> result = train("resnet20", "digits", TrainConfig(epochs=2), out="runs/r20", verbose=0)
+    >>> sorted(result.metrics)[:3]
+    ['best_epoch', 'best_val_accuracy', 'config']
+    """
+    from keras_resnet.data import Dataset
+
+    config = (config or TrainConfig()).validate()
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2; received verbose={verbose!r}")
+    if isinstance(model, str):
+        if model not in PRESET_NAMES:
+            raise ValueError(f"unknown model {model!r}; choose from: {', '.join(PRESET_NAMES)}")
+        if "weight_decay" in model_overrides:
+            raise ValueError("pass weight_decay in TrainConfig, not as a model override")
+    elif model_overrides:
+        raise ValueError(f"model overrides {sorted(model_overrides)} need a preset name, not a built model")
+    if isinstance(dataset, Dataset):
+        if config.batch_size not in (None, dataset.batch_size):
+            raise ValueError(f"batch_size={config.batch_size} differs from the dataset's batch size {dataset.batch_size}")
+        dataset_name = dataset.name
+    else:
+        dataset_name = dataset
+        check_dataset(dataset, config.data_dir)
+    if overwrite not in (True, False):
+        raise ValueError(f"overwrite must be True or False; received overwrite={overwrite!r}")
+    check_cluster(config)
+    signature = json.loads(json.dumps({
+        "model": model if isinstance(model, str) else getattr(model, "name", "model"),
+        "overrides": model_overrides, "dataset": dataset_name,
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "tensorboard"},
+    }, default=str))
+
+    temporary = None
+    if out is None:
+        temporary = tempfile.TemporaryDirectory(prefix="keras-resnet-")
+        out_dir = Path(temporary.name)
+    else:
+        out_dir = Path(out)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"out {str(out)!r} exists and is not a folder")
+    state = _prepare_out(out_dir, signature, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None)
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def _prepare_out(out: Path, signature: dict, overwrite: bool) -> dict:
+    state = _read_json(out / "state.json")
+    leftovers = [n for n in OUTPUTS if (out / n).exists()] + (["backup"] if (out / "backup").exists() else [])
+    if overwrite:
+        for name in leftovers + (["logs"] if (out / "logs").exists() else []):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        state = None
+    elif state is None and leftovers:
+        raise ValueError(f"out {str(out)!r} holds {', '.join(leftovers)} but no state.json; choose another folder or overwrite")
+    elif state is not None and state.get("finished"):
+        raise ValueError(
+            f"out {str(out)!r} already holds a finished run ({len(state['history'])} epochs); "
+            "choose another folder, or overwrite (--overwrite) to train again"
+        )
+    elif state is not None and state.get("signature") != signature:
+        diff = _differences(state.get("signature", {}), signature)
+        raise ValueError(
+            f"out {str(out)!r} holds an unfinished run with other settings ({diff}); rerun with "
+            "the same settings to resume it, or choose another folder, or overwrite"
+        )
+    if state is None:
+        state = {"format": 1, "signature": signature, "finished": False, "history": [], "best": None, "sessions": []}
+    return state
+
+
+def _train(model, dataset, config, out, state, verbose, overrides, keep):
+    import keras
+    import tensorflow as tf
+
+    from keras_resnet.data import load_dataset
+
+    with device_scope(config) as settings:
+        strategy = distribution_strategy(settings["strategy"])
+        if not isinstance(model, str) and settings["strategy"] != "default":
+            raise ValueError(
+                f"a built model cannot be moved into the {settings['strategy']} strategy; pass a preset "
+                "name (the model is then built inside the strategy's scope) or strategy='default'"
+            )
+        if isinstance(dataset, str):
+            dataset = load_dataset(
+                dataset, image_size=config.image_size, batch_size=config.batch_size or PAPER_BATCH_SIZE,
+                validation_split=config.validation_split, seed=config.seed, augment=config.augment,
+                flip=config.flip, data_dir=config.data_dir, cache=config.cache,
+            )
+        keras.utils.set_random_seed(config.seed)
+        built_here = isinstance(model, str)
+        with strategy.scope():
+            if built_here:
+                model = build_model(model, dataset, weight_decay=config.weight_decay, **overrides)
+            recipe = compile_model(
+                model, config, steps_per_epoch=dataset.steps_per_epoch, batch_size=dataset.batch_size,
+                epochs=config.epochs or DEFAULT_EPOCHS.get(dataset.name, PAPER_EPOCHS),
+            )
+        settings, epochs = recipe["device"], recipe["epochs"]
+        one_hot = config.label_smoothing > 0
+        train_ds, val_ds, test_ds = (_labels(d, dataset.num_classes, one_hot) for d in (dataset.train, dataset.validation, dataset.test))
+        # Workers other than the chief write into a scratch folder (tf.distribute's rule).
+        write_dir = out if settings["is_chief"] else Path(tempfile.mkdtemp(prefix="keras-resnet-worker-"))
+        if state["history"] and verbose:
+            print(f"Resuming the run in {out}: {len(state['history'])} epochs done, continuing from the last backup")
+        cbs = _callbacks()
+        recorder = cbs.Recorder(write_dir, state, monitor="val_accuracy" if val_ds is not None else None)
+        callbacks = [cbs.TerminateOnNaN(write_dir / "backup"), recorder]
+        if config.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(write_dir / "logs")))
+        # Last, so that an epoch's history row and best model are on disk before its backup. Kept
+        # until metrics.json is written: a crash during the evaluation must not mean retraining.
+        callbacks.append(keras.callbacks.BackupAndRestore(
+            str(write_dir / "backup"), double_checkpoint=True, delete_checkpoint=False))
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+
+        started = time.perf_counter()
+        best = keras.saving.load_model(str(write_dir / "model.keras"))
+        test_loss, test_accuracy = best.evaluate(test_ds, verbose=0)
+        rows = state["history"]
+        metrics = {
+            "model": best.name, "dataset": dataset.name,
+            "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+            "epochs": len(rows), "best_epoch": (state["best"] or {}).get("epoch", len(rows)),
+            "best_val_accuracy": (state["best"] or {}).get("value"),
+            "params": int(best.count_params()),
+            "trainable_params": int(sum(math.prod(w.shape) for w in best.trainable_weights)),
+            "seconds": round(sum(r["seconds"] for r in rows), 2),
+            "evaluation_seconds": round(time.perf_counter() - started, 2),
+            "counts": {"train": dataset.train_count, "validation": dataset.validation_count, "test": dataset.test_count},
+            "config": {**dataclasses.asdict(config), "batch_size": dataset.batch_size,
+                       **{k: v for k, v in recipe.items() if k != "device"},
+                       "weight_decay": config.weight_decay if built_here else "the given model's own",
+                       "weight_decay_implementation": "L2 kernel regularizer weight_decay/2 in the loss (coupled, as the paper's SGD)",
+                       "augmentation": dataset.augmentation, "mean": dataset.mean, "std": dataset.std},
+            "device": settings, "sessions": state["sessions"],
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        }
+        metrics = json.loads(json.dumps(metrics, default=str))  # as metrics.json holds it
+        if keep and settings["is_chief"]:
+            plot_history(rows, write_dir / "curves.png")
+            _write_json(write_dir / "metrics.json", metrics)
+            state["finished"] = True
+            _write_json(write_dir / "state.json", state)
+            for leftover in write_dir.glob(".*.tmp*"):  # from a process killed while saving
+                leftover.unlink()
+        shutil.rmtree(write_dir / "backup", ignore_errors=True)
+        return TrainResult(model=best, history=rows, metrics=metrics, out=out if keep else None)
+
+
+def _labels(ds, num_classes, one_hot):
+    if ds is None or not one_hot:
+        return ds
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+@functools.cache
+def _callbacks():
+    """The Keras callback classes, defined on first use so that this module imports without TF."""
+    import keras
+
+    class Recorder(keras.callbacks.Callback):
+        """Per epoch: the history row (one per epoch, rewritten atomically), the best model
+        (saved atomically when the monitored value improves), and the resume record."""
+
+        def __init__(self, out: Path, state: dict, monitor: str | None):
+            super().__init__()
+            self.out, self.state, self.monitor = out, state, monitor
+            self.first_epoch = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.first_epoch is None:
+                self.first_epoch = epoch
+                self.state["sessions"].append({"first_epoch": epoch + 1, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            row = {"epoch": epoch + 1}
+            row.update({k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+            row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            row["seconds"] = round(time.perf_counter() - self.started, 3)
+            best = self.state["best"]
+            value = row.get(self.monitor) if self.monitor else None
+            if self.monitor is None or best is None or value > best["value"]:
+                tmp = self.out / ".model.tmp.keras"
+                self.model.save(tmp)
+                os.replace(tmp, self.out / "model.keras")
+                self.state["best"] = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
+            self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch + 1] + [row]
+            _write_csv(self.out / "history.csv", self.state["history"])
+            _write_json(self.out / "state.json", self.state)
+
+    class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+        """Stops at the first NaN or infinite loss with a message that says what to do; raising
+        skips the epoch's end, so the backup keeps the last finished epoch."""
+
+        def __init__(self, backup: Path):
+            super().__init__(raise_error=True)
+            self.backup = backup
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {float(loss)} in epoch {self.epoch + 1}, "
+                    f"batch {batch + 1}. The last finished epoch is kept in {self.backup}. Lower "
+                    "the learning rate or add warm-up, and start again with overwrite (--overwrite)"
+                )
+
+    return type("Callbacks", (), {"Recorder": Recorder, "TerminateOnNaN": TerminateOnNaN})
+
+
+def plot_history(rows: list[dict], path: str | os.PathLike) -> None:
+    """Plots loss and error (train and validation) per epoch into an image file.
+
+    Args:
+        rows: history rows with ``epoch``, ``loss``, ``accuracy`` and optionally
+            ``val_loss``, ``val_accuracy``.
+        path: the image file to write (atomically).
+
+    Example:
+    >>> plot_history([{"epoch": 1, "loss": 1.0, "accuracy": 0.5}], "curves.png")
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
+    for prefix, label, style in (("", "train", "-"), ("val_", "validation", "--")):
+        if rows and f"{prefix}loss" in rows[0]:
+            ax_loss.plot(epochs, [r.get(f"{prefix}loss") for r in rows], style, label=label)
+            ax_err.plot(epochs, [100 * (1 - r.get(f"{prefix}accuracy", 0)) for r in rows], style, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
+    # Linear below 1%, logarithmic above: the last tenths of a percent stay readable.
+    ax_err.set(xlabel="epoch", ylabel="error (%)", title="Error")
+    ax_err.set_yscale("symlog", linthresh=1)
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---- small helpers ----------------------------------------------------------------------------
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = [",".join(columns)] + [",".join("" if r.get(c) is None else repr(r[c]) for c in columns) for r in rows]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); remove it or overwrite") from None
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> str:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            diffs += [inner] if inner else []
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} then, {b!r} now")
+    return "; ".join(diffs)
+
+
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_int(name, value, minimum, optional=False):
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
+
+
+def _check_range(name, value, low, high):
+    if not (_is_number(value) and low <= value < high):
+        raise ValueError(f"{name} must be a number in [{low}, {high}); received {name}={value!r}")
