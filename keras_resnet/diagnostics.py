@@ -1,0 +1,441 @@
+"""Measurements of residual behaviour per block: identity closeness, gradient norms, responses.
+
+He et al., "Deep Residual Learning for Image Recognition" (arXiv:1512.03385) argues that a
+residual block only has to learn a small correction ``F(x)`` to the identity, that shortcuts keep
+deep networks trainable, and (Figure 7) that residual responses are small. These functions
+measure that on a model and a batch, for a ResNet against its plain twin (``shortcut="none"``),
+at initialisation or during training (:class:`DiagnosticsCallback`).
+
+Each returns one row (a dict) per residual block in network order, with the keys ``block`` (the
+layer name), ``stage`` and ``depth_index`` (1 for the first block). The network is run layer by
+layer, which is exact for a ResNet: its functional graph is a chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet import fileio
+from keras_resnet.blocks import ResidualBlock
+
+# ---- running the chain ------------------------------------------------------------------
+
+def _chain(model, top: bool = True) -> list:
+    """The model's layers after its input, checked to form a chain; nested models expanded."""
+    if not isinstance(model, keras.Model) or len(getattr(model, "inputs", None) or []) != 1:
+        raise ValueError(f"diagnostics need a functional keras.Model with one input; received {model!r}")
+    layers, previous = [], model.inputs[0]
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        # The node that joins the layer to this graph (a nested model has one per graph).
+        node = next((n for n in layer._inbound_nodes if list(n.input_tensors) == [previous]), None)
+        if node is None or len(node.output_tensors) != 1:
+            raise ValueError(
+                f"diagnostics need a model whose layers form a chain, as a ResNet's do; layer "
+                f"{layer.name!r} of {model.name!r} does not take the previous layer's output"
+            )
+        layers += _chain(layer, top=False) if isinstance(layer, keras.Model) else [layer]
+        previous = node.output_tensors[0]
+    if top and not any(isinstance(layer, ResidualBlock) for layer in layers):
+        raise ValueError(f"model {model.name!r} has no residual blocks (keras_resnet.ResidualBlock layers)")
+    return layers
+
+
+def takes_raw_pixels(model) -> bool:
+    """True when the model scales its own input (it has a Normalization or Rescaling layer)."""
+    return any(isinstance(layer, (keras.layers.Normalization, keras.layers.Rescaling)) for layer in _chain(model))
+
+
+def _check_x(model, x) -> np.ndarray:
+    x = np.asarray(x, dtype="float32")
+    expected = tuple(model.inputs[0].shape[1:])
+    if len(x) < 1 or x.ndim != len(expected) + 1 or any(
+        e is not None and e != d for e, d in zip(expected, x.shape[1:])
+    ):
+        raise ValueError(
+            f"x must be a non-empty batch of shape (batch, {', '.join(map(str, expected))}) for "
+            f"{model.name!r}; received an array of shape {x.shape}"
+        )
+    return x
+
+
+@contextlib.contextmanager
+def _kept_state(model, enabled: bool):
+    """Restores BatchNorm's moving statistics, which ``training=True`` calls update."""
+    saved = [(v, v.numpy()) for v in model.non_trainable_variables] if enabled else []
+    try:
+        yield
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
+
+
+def _forward(model, x, training: bool, tape=None):
+    """Runs the chain; returns ``(rows, blocks, block inputs, block outputs, model output)``."""
+    h = tf.convert_to_tensor(x)
+    rows, blocks, inputs, outputs = [], [], [], []
+    for layer in _chain(model):
+        if isinstance(layer, ResidualBlock):
+            if tape is not None:
+                tape.watch(h)
+            stage = re.search(r"stage(\d+)", layer.name)
+            rows.append({"block": layer.name, "stage": int(stage.group(1)) if stage else None,
+                         "depth_index": len(blocks) + 1})
+            blocks.append(layer)
+            inputs.append(h)
+            h = layer(h, training=training)
+            outputs.append(h)
+        else:
+            h = layer(h, training=training)
+    return rows, blocks, inputs, outputs, h
+
+
+def _norm(a) -> float:
+    return float(np.sqrt(np.sum(np.square(np.asarray(a), dtype="float64"))))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over the batch of each sample's cosine similarity (1 where both are zero)."""
+    a, b = a.reshape(len(a), -1).astype("float64"), b.reshape(len(b), -1).astype("float64")
+    scale = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    both_zero = ~a.any(axis=1) & ~b.any(axis=1)
+    cos = np.where(scale > 0, np.sum(a * b, axis=1) / np.where(scale > 0, scale, 1.0), both_zero * 1.0)
+    return float(np.mean(cos))
+
+
+def _measure(model, x, training: bool) -> list[dict]:
+    """Rows with ``reference``, ``residual_ratio``, ``cosine`` and ``response_std``."""
+    x = _check_x(model, x)
+    with _kept_state(model, training):
+        rows, blocks, inputs, outputs, _ = _forward(model, x, training)
+        for row, block, h, y in zip(rows, blocks, inputs, outputs):
+            f = block.residual_branch(h, training=training).numpy()
+            h, y = h.numpy(), y.numpy()
+            if h.shape == y.shape:
+                ref, kind = h, "input"
+            elif block._shortcut_kind != "none":
+                ref, kind = block.shortcut_branch(h, training=training).numpy(), "shortcut"
+            else:  # what option A's parameter-free shortcut would carry: subsample, zero-pad
+                ref = h[:, :: block.strides, :: block.strides, : y.shape[-1]]
+                ref = np.pad(ref, [(0, 0)] * 3 + [(0, y.shape[-1] - ref.shape[-1])])
+                kind = "subsampled input"
+            ref_norm = _norm(ref)
+            row.update(reference=kind, residual_ratio=_norm(f) / ref_norm if ref_norm else math.inf,
+                       cosine=_cosine(y, ref), response_std=float(np.std(f, dtype="float64")))
+    return rows
+
+
+# ---- the measurements -------------------------------------------------------------------
+
+def identity_closeness(model, x, training: bool = False) -> list[dict]:
+    """How close each residual block is to the identity, on the batch ``x``.
+
+    The ResNet paper's premise (Section 3.1): a block that should do nothing only has to drive
+    its residual branch ``F`` to zero. ``residual_ratio`` is ``||F(x)|| / ||x||`` over the batch
+    (0 for the identity) and ``cosine`` the mean cosine similarity between the block's output
+    and input (1 for the identity). Where a block changes shape, ``x`` is replaced by the
+    shortcut's output ``S(x)``, or for a plain block by the input subsampled by the stride and
+    zero-padded to the new width (option A's map); ``reference`` says which. For a plain block,
+    ``F(x)`` is the block's whole output.
+
+    Args:
+        model: a ResNet, or a functional model whose layers (ResidualBlocks among them) form a
+            chain, possibly nested in a ``keras.Sequential``.
+        x: array ``(batch, *model.input_shape[1:])``, scaled as the model expects.
+        training: bool, default False. BatchNorm on batch statistics (as in training) instead
+            of its moving statistics; the model is left unchanged.
+
+    Returns:
+        One dict per block in network order: ``block``, ``stage``, ``depth_index``,
+        ``reference``, ``residual_ratio``, ``cosine``.
+
+    Example:
+    >>> import numpy as np; from keras_resnet import ResNet
+    >>> model = ResNet.from_preset("resnet20", input_shape=(8, 8, 1), zero_init_residual=True)
+    >>> {r["residual_ratio"] for r in identity_closeness(model, np.ones((2, 8, 8, 1)))}
+    {0.0}
+    """
+    return [{k: v for k, v in r.items() if k != "response_std"} for r in _measure(model, x, training)]
+
+
+def response_std(model, x, training: bool = False) -> list[dict]:
+    """Standard deviation of each residual branch's output ``F(x)``: the ResNet paper's Figure 7.
+
+    The paper plots the std of each 3x3 layer's response after BatchNorm, before the addition
+    and non-linearity, and finds ResNets' smaller than plain nets' after training. Here the
+    response is ``F(x)``: in a v1 block the last BatchNorm's output (so exactly 1 with batch
+    statistics at initialisation), in a v2 block the last convolution's.
+
+    Args and order of the rows: as :func:`identity_closeness`; rows hold ``block``, ``stage``,
+    ``depth_index``, ``response_std``.
+
+    Example:
+    >>> import numpy as np; from keras_resnet import ResNet
+    >>> model = ResNet.from_preset("resnet20", input_shape=(8, 8, 1), zero_init_residual=True)
+    >>> response_std(model, np.ones((2, 8, 8, 1)))[0]["response_std"]
+    0.0
+    """
+    keep = ("block", "stage", "depth_index", "response_std")
+    return [{k: r[k] for k in keep} for r in _measure(model, x, training)]
+
+
+def gradient_norms(model, x, y, training: bool = False, loss=None) -> list[dict]:
+    """Norm of the loss gradient at each block's input and on each block's weights.
+
+    The "gradient highway": a shortcut adds the identity to each block's Jacobian, so the
+    gradient reaches early blocks without passing through every layer. The ResNet paper
+    (Section 4.1) says its plain nets with BatchNorm keep healthy gradient norms too; compare a
+    ResNet with its plain twin (:func:`compare`, :func:`gradient_summary`) to see which holds.
+
+    Args:
+        model: a ResNet with a classifier (see :func:`identity_closeness`).
+        x: a batch, scaled as the model expects.
+        y: integer class labels, one per sample.
+        training: bool, default False. BatchNorm on batch statistics. A fresh model's moving
+            statistics are 0 and 1, so inference mode then measures a network whose BatchNorms
+            do not normalise; training mode measures what the first SGD step sees.
+        loss: optional ``loss(y_true, y_pred) -> scalar``; default the mean sparse categorical
+            cross-entropy (from logits if the classifier has no activation).
+
+    Returns:
+        One dict per block, in network order: ``block``, ``stage``, ``depth_index``,
+        ``grad_norm`` (norm over the batch of dLoss/d(block input)) and ``weight_grad_norm``
+        (over the block's trainable weights).
+
+    Example:
+    >>> import numpy as np; from keras_resnet import ResNet
+    >>> model = ResNet.from_preset("resnet20", input_shape=(8, 8, 1))
+    >>> rows = gradient_norms(model, np.random.normal(size=(4, 8, 8, 1)), [0, 1, 2, 3])
+    >>> all(r["grad_norm"] > 0 for r in rows)
+    True
+    """
+    x = _check_x(model, x)
+    y = np.asarray(y)
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"y must hold one integer class label per sample ({len(x)}); received an array of "
+            f"shape {y.shape} and dtype {y.dtype}"
+        )
+    loss = loss or _default_loss(model)
+    with _kept_state(model, training), tf.GradientTape() as tape:
+        rows, blocks, inputs, _, out = _forward(model, x, training, tape=tape)
+        value = loss(tf.convert_to_tensor(y), out)
+    at_inputs, on_weights = tape.gradient(value, [inputs, [b.trainable_variables for b in blocks]])
+    for row, g_in, g_w in zip(rows, at_inputs, on_weights):
+        row.update(grad_norm=_norm(g_in), weight_grad_norm=math.hypot(*(_norm(g) for g in g_w if g is not None)))
+    return rows
+
+
+def _default_loss(model):
+    last = _chain(model)[-1]
+    if not isinstance(last, keras.layers.Dense):
+        raise ValueError(
+            f"gradient_norms needs a classifier output (include_top=True) or a loss; the last "
+            f"layer of {model.name!r} is {type(last).__name__} {last.name!r}"
+        )
+    logits = last.activation in (None, keras.activations.linear)
+
+    def loss(y_true, y_pred):
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=logits))
+
+    return loss
+
+
+def diagnose(model, x, y=None, training: bool = False) -> list[dict]:
+    """All three measurements in one row per block; the gradient columns only with ``y``.
+
+    Example:
+    >>> import numpy as np; from keras_resnet import ResNet
+    >>> model = ResNet.from_preset("resnet20", input_shape=(8, 8, 1))
+    >>> sorted(diagnose(model, np.ones((2, 8, 8, 1)), [0, 1])[0])[:3]
+    ['block', 'cosine', 'depth_index']
+    """
+    rows = _measure(model, x, training)
+    if y is not None:
+        for row, grads in zip(rows, gradient_norms(model, x, y, training=training)):
+            row.update(grads)
+    return rows
+
+
+def gradient_summary(rows: list[dict]) -> dict:
+    """The first block's gradient norm against the last's, per block and per stage mean.
+
+    ``first_over_last`` > 1: the gradient grows towards the input (explodes when huge);
+    < 1: it shrinks (vanishes when tiny). ``first_stage_over_last_stage`` compares the means
+    of the first and last stages.
+    """
+    stages = [r["stage"] for r in rows]
+
+    def mean(stage):
+        return float(np.mean([r["grad_norm"] for r in rows if r["stage"] == stage]))
+
+    first, last = mean(stages[0]), mean(stages[-1])
+    return {"first_block": rows[0]["grad_norm"], "last_block": rows[-1]["grad_norm"],
+            "first_over_last": rows[0]["grad_norm"] / rows[-1]["grad_norm"],
+            "first_stage_mean": first, "last_stage_mean": last, "first_stage_over_last_stage": first / last}
+
+
+# ---- ResNet against its plain twin ------------------------------------------------------
+
+def plain_twin(model, seed: int | None = None):
+    """A freshly initialised copy of a ResNet without shortcuts (``shortcut="none"``).
+
+    Seeded like the ResNet and with option-A shortcuts (which have no weights), the twin starts
+    from exactly the ResNet's initial weights.
+    """
+    from keras_resnet.models import ResNet
+
+    if not isinstance(model, ResNet):
+        raise ValueError(f"a plain twin needs a keras_resnet.ResNet; received {type(model).__name__}")
+    name = model.name.replace("resnet", "plain", 1) if model.name.startswith("resnet") else f"{model.name}_plain"
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    return ResNet.from_config({**model.get_config(), "shortcut": "none", "zero_init_residual": False,
+                               "drop_path_rate": 0.0, "name": name})
+
+
+def compare(model_or_preset, x, y=None, plain: bool = True, seed: int = 0, training: bool = False,
+            **overrides) -> dict[str, list[dict]]:
+    """Diagnoses a ResNet and its plain twin on the same batch: ``{model name: rows}``.
+
+    Args:
+        model_or_preset: a preset name (built with ``overrides`` after seeding with ``seed``)
+            or a model; a ResNet's twin is freshly initialised with ``seed``.
+        x: a batch, scaled as the model expects.
+        y: optional integer labels (for the gradient columns).
+        plain: bool, default True. Also diagnose the plain twin (of a ResNet with shortcuts).
+        seed: int, default 0.
+        training: bool, default False. BatchNorm on batch statistics.
+        **overrides: ``ResNet`` arguments for a preset, e.g. ``input_shape``, ``classes``.
+
+    Example:
+    >>> import numpy as np
+    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], input_shape=(8, 8, 1))
+    >>> list(results)
+    ['resnet20', 'plain20']
+    """
+    from keras_resnet.models import ResNet
+
+    if isinstance(model_or_preset, str):
+        keras.utils.set_random_seed(seed)
+        model = ResNet.from_preset(model_or_preset, **overrides)
+    elif overrides:
+        raise ValueError(f"overrides apply to preset names only; received {sorted(overrides)} with a model")
+    else:
+        model = model_or_preset
+    results = {model.name: diagnose(model, x, y, training=training)}
+    if plain and isinstance(model, ResNet) and model.shortcut != "none":
+        twin = plain_twin(model, seed=seed)
+        results[twin.name] = diagnose(twin, x, y, training=training)
+    return results
+
+
+# ---- output -----------------------------------------------------------------------------
+
+def write_json(data, path) -> None:
+    """Writes ``data`` as JSON, atomically; non-finite floats become null (JSON has no NaN)."""
+
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, (float, np.floating)):
+            return float(v) if math.isfinite(v) else None
+        return int(v) if isinstance(v, np.integer) else v
+
+    fileio.write_text(path, json.dumps(clean(data), indent=2) + "\n")
+
+
+PANELS = (
+    ("residual_ratio", "||F(x)|| / ||x||  (0: identity)", "linear"),
+    ("cosine", "cosine(block output, input)  (1: identity)", "linear"),
+    ("grad_norm", "||dLoss / d(block input)||", "log"),
+    ("response_std", "std of F(x)  (ResNet paper, Fig. 7)", "linear"),
+)
+
+
+def plot_diagnostics(results: dict[str, list[dict]], path, title: str | None = None) -> None:
+    """Plots each measurement against block depth, one line per model, into a PNG (atomically).
+
+    Args:
+        results: ``{label: rows}``, as :func:`compare` returns.
+        path: the PNG's path.
+        title: optional figure title.
+
+    Example:
+    >>> import numpy as np
+    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], input_shape=(8, 8, 1))
+    >>> plot_diagnostics(results, "diagnostics.png")
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not results or not all(results.values()):
+        raise ValueError(f"results must map labels to non-empty lists of rows; received {list(results)}")
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, (key, label, scale) in zip(fig.subplots(2, 2).ravel(), PANELS):
+        for name, rows in results.items():
+            points = [(r["depth_index"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker=".", label=name)
+        ax.set(xlabel="residual block (network order)", title=label)
+        if not ax.has_data():
+            continue
+        if scale == "log" and all(v > 0 for line in ax.lines for v in line.get_ydata()):
+            ax.set_yscale("log")
+        elif scale == "linear":
+            low, high = min(0.0, ax.get_ylim()[0]), ax.get_ylim()[1]  # from 0, the identity's ratio
+            ax.set_ylim(low, high + 0.05 * (high - low))
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fileio.savefig(fig, path, dpi=100)
+
+
+# ---- during training --------------------------------------------------------------------
+
+class DiagnosticsCallback(keras.callbacks.Callback):
+    """Records :func:`diagnose` rows on a fixed batch every ``every`` epochs.
+
+    Args:
+        x: a fixed batch, scaled as the model expects; y: optional integer labels (adds the
+            gradient columns).
+        every: int, default 1. Record after every ``every``-th epoch.
+        out: optional path of a JSON file, rewritten atomically with the whole history.
+        training: bool, default False. BatchNorm on batch statistics.
+
+    Attributes:
+        history: list of ``{"epoch": epochs completed, "logs": {...}, "blocks": rows}``.
+
+    Example:
+    >>> callback = DiagnosticsCallback(x[:32], y[:32], out="runs/diagnostics.json")
+    >>> model.fit(x, y, epochs=2, callbacks=[callback])
+    """
+
+    def __init__(self, x, y=None, every: int = 1, out=None, training: bool = False):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1; received every={every!r}")
+        self.x = np.asarray(x, dtype="float32")
+        self.y = None if y is None else np.asarray(y)
+        self.every, self.out, self.training = every, out, bool(training)
+        self.history: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        rows = diagnose(self.model, self.x, self.y, training=self.training)
+        logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+        self.history.append({"epoch": epoch + 1, "logs": logs, "blocks": rows})
+        if self.out:
+            write_json({"model": self.model.name, "history": self.history}, self.out)
