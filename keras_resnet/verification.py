@@ -1,0 +1,173 @@
+"""Parity, accuracy, size and latency of exported artifacts against the Keras model.
+
+Used by :mod:`keras_resnet.export` (``export.verify`` is :func:`verify`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet.litert import QUANTIZATIONS, TFLiteRunner, check_choice
+
+SAVED_MODEL = "saved_model"
+FORMATS = (SAVED_MODEL, *QUANTIZATIONS)
+THRESHOLD_KEYS = ("max_abs_diff", "min_agreement", "max_accuracy_drop")
+
+# Float32 artifacts must match the Keras model to rounding; the quantized ones may move a few
+# borderline images (post-training int8 typically costs 0.2-0.6 points on ResNets).
+DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
+    SAVED_MODEL: {"max_abs_diff": 1e-4, "min_agreement": 1.0},
+    "float32": {"max_abs_diff": 1e-4, "min_agreement": 1.0},
+    "float16": {"min_agreement": 0.995},
+    "dynamic": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
+    "int8": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
+}
+
+
+def check_thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> dict[str, dict[str, float]]:
+    """Merges overrides into :data:`DEFAULT_THRESHOLDS`; raises ValueError on unknown keys."""
+    merged = {fmt: dict(limits) for fmt, limits in DEFAULT_THRESHOLDS.items()}
+    for fmt, limits in (thresholds or {}).items():
+        check_choice("format in thresholds", fmt, FORMATS)
+        for key, value in limits.items():
+            check_choice(f"threshold for {fmt}", key, THRESHOLD_KEYS)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"threshold {fmt}.{key} must be a number; received {value!r}")
+        merged[fmt].update(limits)
+    return merged
+
+
+def directory_size(path: str | os.PathLike) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def median_latency_ms(fn: Callable[[], object], runs: int = 50, warmup: int = 5) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+class SavedModelRunner:
+    """Calls a SavedModel's ``serving_default`` signature and returns its probabilities.
+
+    Example:
+    >>> SavedModelRunner("saved_models/digits/1").predict(images).shape  # doctest: +SKIP
+    (360, 10)
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        # Keep the loaded object: the signature's captured variables live on it.
+        self.loaded = tf.saved_model.load(str(path))
+        self.fn = self.loaded.signatures["serving_default"]
+        self.input_name = next(iter(self.fn.structured_input_signature[1]))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.fn(**{self.input_name: tf.constant(images, tf.float32)})["probabilities"].numpy()
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return np.concatenate([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def verify(
+    model,
+    artifacts: Mapping[str, str | os.PathLike],
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    latency_runs: int = 50,
+    num_threads: int = 2,
+) -> list[dict]:
+    """Runs the Keras model and each artifact on held-out data and checks them.
+
+    Per artifact: max and mean absolute difference of probabilities, top-1 agreement with the
+    Keras model, accuracy (with labels), size, and median latency per image (batch 1, after
+    warm-up). Checks use :data:`DEFAULT_THRESHOLDS` updated with ``thresholds``.
+
+    Args:
+        model: the Keras model the artifacts were exported from.
+        artifacts: ``{format: path}``, format ``"saved_model"`` or a quantization name.
+        x: images (raw pixels), shape ``(n, height, width, channels)``.
+        y: optional integer labels; without them accuracy is None and not checked.
+        thresholds: ``{format: {"max_abs_diff"|"min_agreement"|"max_accuracy_drop": value}}``.
+        latency_runs: timed runs per artifact.
+        num_threads: TFLite interpreter threads.
+
+    Returns:
+        One record per artifact: ``format``, ``path``, ``size_bytes``, ``max_abs_diff``,
+        ``mean_abs_diff``, ``top1_agreement``, ``accuracy``, ``reference_accuracy``,
+        ``latency_ms``, ``passed`` and ``failures`` (the failed checks, in words).
+
+    Example:
+    >>> records = verify(model, {"saved_model": "saved_models/digits/1"}, x_test, y_test)  # doctest: +SKIP
+    >>> records[0]["passed"]  # doctest: +SKIP
+    True
+    """
+    limits = check_thresholds(thresholds)
+    for fmt, path in artifacts.items():
+        check_choice("artifact format", fmt, FORMATS)
+        if not Path(path).exists():
+            raise ValueError(f"artifact {fmt!r} does not exist: {str(path)!r}")
+    x = np.asarray(x, "float32")
+    expected = tuple(model.inputs[0].shape[1:])
+    if x.ndim != 4 or x.shape[1:] != expected or not len(x):
+        raise ValueError(f"x must be a non-empty batch of images of shape {expected}; received shape {x.shape}")
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise ValueError(f"y must hold one label per image ({len(x)}); received {len(y)}")
+    if isinstance(latency_runs, bool) or not isinstance(latency_runs, int) or latency_runs < 1:
+        raise ValueError(f"latency_runs must be an integer >= 1; received latency_runs={latency_runs!r}")
+
+    reference = np.asarray(model.predict(x, batch_size=256, verbose=0), "float32")
+    ref_top1 = reference.argmax(-1)
+    ref_accuracy = None if y is None else float(np.mean(ref_top1 == y))
+    records = []
+    for fmt, path in artifacts.items():
+        runner = SavedModelRunner(path) if fmt == SAVED_MODEL else TFLiteRunner(path, num_threads)
+        probabilities = runner.predict(x)
+        diff = np.abs(probabilities - reference)
+        top1 = probabilities.argmax(-1)
+        record = {
+            "format": fmt,
+            "path": str(path),
+            "size_bytes": directory_size(path),
+            "max_abs_diff": float(diff.max()),
+            "mean_abs_diff": float(diff.mean()),
+            "top1_agreement": float(np.mean(top1 == ref_top1)),
+            "accuracy": None if y is None else float(np.mean(top1 == y)),
+            "reference_accuracy": ref_accuracy,
+            "latency_ms": median_latency_ms(lambda runner=runner: runner(x[:1]), latency_runs),
+        }
+        failures = _failures(record, limits[fmt])
+        record.update(passed=not failures, failures=failures)
+        records.append(record)
+    return records
+
+
+def _failures(record: dict, limits: Mapping[str, float]) -> list[str]:
+    failures = []
+    if "max_abs_diff" in limits and record["max_abs_diff"] > limits["max_abs_diff"]:
+        failures.append(f"max abs diff {record['max_abs_diff']:.3g} > {limits['max_abs_diff']:g}")
+    if "min_agreement" in limits and record["top1_agreement"] < limits["min_agreement"]:
+        failures.append(f"top-1 agreement {record['top1_agreement']:.2%} < {limits['min_agreement']:.2%}")
+    if "max_accuracy_drop" in limits and record["accuracy"] is not None:
+        drop = record["reference_accuracy"] - record["accuracy"]
+        if drop > limits["max_accuracy_drop"]:
+            failures.append(f"accuracy drop {drop:.2%} > {limits['max_accuracy_drop']:.2%}")
+    return failures
