@@ -239,7 +239,8 @@ def preprocessing(source, name: str = "normalize"):
     so that a saved or exported model needs no outside preprocessing.
 
     Args:
-        source: a :class:`Dataset`, or a ``(mean, std)`` pair of per-channel sequences.
+        source: a :class:`Dataset` (or anything with ``mean`` and ``std``), or a ``(mean, std)``
+            pair of per-channel sequences.
         name: the layer's name.
 
     Returns:
@@ -253,7 +254,7 @@ def preprocessing(source, name: str = "normalize"):
     """
     import keras
 
-    mean, std = (source.mean, source.std) if isinstance(source, Dataset) else source
+    mean, std = (source.mean, source.std) if hasattr(source, "mean") and hasattr(source, "std") else source
     mean, std = [float(m) for m in mean], [float(s) for s in std]
     if len(mean) != len(std) or not mean or min(std) <= 0:
         raise ValueError(f"preprocessing needs per-channel means and positive stds of equal length; received mean={mean}, std={std}")
