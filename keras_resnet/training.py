@@ -13,8 +13,8 @@ parameters and biases are not decayed.
 
 :func:`train` writes into ``out``: ``model.keras`` (best by validation accuracy),
 ``history.csv`` (one row per epoch), ``curves.png``, ``metrics.json`` and ``state.json`` (its
-resume record); ``backup/`` holds ``keras.callbacks.BackupAndRestore``'s checkpoint while a run
-is unfinished, so the same call after a crash continues from the last finished epoch.
+resume record); the same call after a crash continues from the last finished epoch. That
+bookkeeping lives in :mod:`keras_resnet.runs`; this module is the recipe and the fit.
 
 This module imports TensorFlow only when training starts, so that :class:`TrainConfig`
 validates arguments at once.
@@ -28,14 +28,17 @@ import functools
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from keras_resnet import runs
 from keras_resnet.data import DIGITS, check_dataset
 from keras_resnet.presets import PRESET_NAMES
+
+# Moved to keras_resnet.runs; importable from here as before.
+from keras_resnet.runs import OUTPUTS, TrainingDiverged, plot_history  # noqa: F401
 
 SCHEDULES = ("step", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -47,11 +50,6 @@ DEFAULT_EPOCHS = {DIGITS: 30}
 PAPER_EPOCHS = 182
 MAX_WARMUP_STEPS = 400  # the paper's ResNet-110 warm-up
 WARMUP_FRACTION = 0.05  # short runs warm up for 5% of training instead
-OUTPUTS = ("state.json", "history.csv", "model.keras", "metrics.json", "curves.png")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last finished epoch stays in the backup."""
 
 
 @dataclasses.dataclass
@@ -494,11 +492,7 @@ def train(
     if overwrite not in (True, False):
         raise ValueError(f"overwrite must be True or False; received overwrite={overwrite!r}")
     check_cluster(config)
-    signature = json.loads(json.dumps({
-        "model": model if isinstance(model, str) else getattr(model, "name", "model"),
-        "overrides": model_overrides, "dataset": dataset_name,
-        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "tensorboard"},
-    }, default=str))
+    signature = runs.signature(model, model_overrides, dataset_name, config)
 
     temporary = None
     if out is None:
@@ -508,8 +502,7 @@ def train(
         out_dir = Path(out)
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"out {str(out)!r} exists and is not a folder")
-    state = _prepare_out(out_dir, signature, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    state = runs.prepare(out_dir, signature, overwrite)
     try:
         return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None)
     finally:
@@ -518,32 +511,6 @@ def train(
 
 
 # ---- the run ----------------------------------------------------------------------------------
-
-def _prepare_out(out: Path, signature: dict, overwrite: bool) -> dict:
-    state = _read_json(out / "state.json")
-    leftovers = [n for n in OUTPUTS if (out / n).exists()] + (["backup"] if (out / "backup").exists() else [])
-    if overwrite:
-        for name in leftovers + (["logs"] if (out / "logs").exists() else []):
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        state = None
-    elif state is None and leftovers:
-        raise ValueError(f"out {str(out)!r} holds {', '.join(leftovers)} but no state.json; choose another folder or overwrite")
-    elif state is not None and state.get("finished"):
-        raise ValueError(
-            f"out {str(out)!r} already holds a finished run ({len(state['history'])} epochs); "
-            "choose another folder, or overwrite (--overwrite) to train again"
-        )
-    elif state is not None and state.get("signature") != signature:
-        diff = _differences(state.get("signature", {}), signature)
-        raise ValueError(
-            f"out {str(out)!r} holds an unfinished run with other settings ({diff}); rerun with "
-            "the same settings to resume it, or choose another folder, or overwrite"
-        )
-    if state is None:
-        state = {"format": 1, "signature": signature, "finished": False, "history": [], "best": None, "sessions": []}
-    return state
-
 
 def _train(model, dataset, config, out, state, verbose, overrides, keep):
     import keras
@@ -580,15 +547,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep):
         write_dir = out if settings["is_chief"] else Path(tempfile.mkdtemp(prefix="keras-resnet-worker-"))
         if state["history"] and verbose:
             print(f"Resuming the run in {out}: {len(state['history'])} epochs done, continuing from the last backup")
-        cbs = _callbacks()
-        recorder = cbs.Recorder(write_dir, state, monitor="val_accuracy" if val_ds is not None else None)
-        callbacks = [cbs.TerminateOnNaN(write_dir / "backup"), recorder]
-        if config.tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(write_dir / "logs")))
-        # Last, so that an epoch's history row and best model are on disk before its backup. Kept
-        # until metrics.json is written: a crash during the evaluation must not mean retraining.
-        callbacks.append(keras.callbacks.BackupAndRestore(
-            str(write_dir / "backup"), double_checkpoint=True, delete_checkpoint=False))
+        monitor = "val_accuracy" if val_ds is not None else None
+        callbacks = runs.callbacks(write_dir, state, monitor, tensorboard=config.tensorboard)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
 
         started = time.perf_counter()
@@ -614,14 +574,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep):
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         }
         metrics = json.loads(json.dumps(metrics, default=str))  # as metrics.json holds it
-        if keep and settings["is_chief"]:
-            plot_history(rows, write_dir / "curves.png")
-            _write_json(write_dir / "metrics.json", metrics)
-            state["finished"] = True
-            _write_json(write_dir / "state.json", state)
-            for leftover in write_dir.glob(".*.tmp*"):  # from a process killed while saving
-                leftover.unlink()
-        shutil.rmtree(write_dir / "backup", ignore_errors=True)
+        runs.finish(write_dir, state, metrics, keep=keep and settings["is_chief"])
         return TrainResult(model=best, history=rows, metrics=metrics, out=out if keep else None)
 
 
@@ -633,142 +586,7 @@ def _labels(ds, num_classes, one_hot):
     return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
 
 
-@functools.cache
-def _callbacks():
-    """The Keras callback classes, defined on first use so that this module imports without TF."""
-    import keras
-
-    class Recorder(keras.callbacks.Callback):
-        """Per epoch: the history row (one per epoch, rewritten atomically), the best model
-        (saved atomically when the monitored value improves), and the resume record."""
-
-        def __init__(self, out: Path, state: dict, monitor: str | None):
-            super().__init__()
-            self.out, self.state, self.monitor = out, state, monitor
-            self.first_epoch = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if self.first_epoch is None:
-                self.first_epoch = epoch
-                self.state["sessions"].append({"first_epoch": epoch + 1, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            row = {"epoch": epoch + 1}
-            row.update({k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
-            row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            row["seconds"] = round(time.perf_counter() - self.started, 3)
-            best = self.state["best"]
-            value = row.get(self.monitor) if self.monitor else None
-            if self.monitor is None or best is None or value > best["value"]:
-                tmp = self.out / ".model.tmp.keras"
-                self.model.save(tmp)
-                os.replace(tmp, self.out / "model.keras")
-                self.state["best"] = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
-            self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch + 1] + [row]
-            _write_csv(self.out / "history.csv", self.state["history"])
-            _write_json(self.out / "state.json", self.state)
-
-    class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
-        """Stops at the first NaN or infinite loss with a message that says what to do; raising
-        skips the epoch's end, so the backup keeps the last finished epoch."""
-
-        def __init__(self, backup: Path):
-            super().__init__(raise_error=True)
-            self.backup = backup
-            self.epoch = 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise TrainingDiverged(
-                    f"training diverged: the loss became {float(loss)} in epoch {self.epoch + 1}, "
-                    f"batch {batch + 1}. The last finished epoch is kept in {self.backup}. Lower "
-                    "the learning rate or add warm-up, and start again with overwrite (--overwrite)"
-                )
-
-    return type("Callbacks", (), {"Recorder": Recorder, "TerminateOnNaN": TerminateOnNaN})
-
-
-def plot_history(rows: list[dict], path: str | os.PathLike) -> None:
-    """Plots loss and error (train and validation) per epoch into an image file.
-
-    Args:
-        rows: history rows with ``epoch``, ``loss``, ``accuracy`` and optionally
-            ``val_loss``, ``val_accuracy``.
-        path: the image file to write (atomically).
-
-    Example:
-    >>> plot_history([{"epoch": 1, "loss": 1.0, "accuracy": 0.5}], "curves.png")
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
-    for prefix, label, style in (("", "train", "-"), ("val_", "validation", "--")):
-        if rows and f"{prefix}loss" in rows[0]:
-            ax_loss.plot(epochs, [r.get(f"{prefix}loss") for r in rows], style, label=label)
-            ax_err.plot(epochs, [100 * (1 - r.get(f"{prefix}accuracy", 0)) for r in rows], style, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss", yscale="log")
-    # Linear below 1%, logarithmic above: the last tenths of a percent stay readable.
-    ax_err.set(xlabel="epoch", ylabel="error (%)", title="Error")
-    ax_err.set_yscale("symlog", linthresh=1)
-    for ax in (ax_loss, ax_err):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 # ---- small helpers ----------------------------------------------------------------------------
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    lines = [",".join(columns)] + [",".join("" if r.get(c) is None else repr(r[c]) for c in columns) for r in rows]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); remove it or overwrite") from None
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> str:
-    diffs = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            inner = _differences(a, b, f"{prefix}{key}.")
-            diffs += [inner] if inner else []
-        elif a != b:
-            diffs.append(f"{prefix}{key}: {a!r} then, {b!r} now")
-    return "; ".join(diffs)
-
-
-
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
