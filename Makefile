@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench bench-gpu clean
+.PHONY: demo test test-fast lint bench bench-gpu reference-export clean
 
 # Reinstall only when the package metadata changed.
 $(STAMP): setup.cfg pyproject.toml
@@ -30,6 +30,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# Rebuilds the committed reference export in saved_models/digits_resnet/ (version 1).
+reference-export: $(STAMP)
+	rm -rf saved_models/digits_resnet runs/reference
+	$(BIN)/keras-resnet demo --out runs/reference
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

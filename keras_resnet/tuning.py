@@ -399,6 +399,7 @@ def search(
     factor: int = 3,
     seed: int = 0,
     retrain: bool = True,
+    retrain_epochs: int | None = None,
     overwrite: bool = False,
     distribution: str | None = None,
     verbose: int = 1,
@@ -407,9 +408,10 @@ def search(
 
     Writes into ``out``: ``tuner/`` (KerasTuner's state: rerunning with the same ``out``
     resumes), ``trials.csv`` and ``trials.json``, ``search.png`` (validation accuracy by depth,
-    one series per shortcut type) and ``best_model.keras``: the best configuration trained
-    again from scratch with the full budget (``max_epochs``) by :func:`keras_resnet.training.train`
-    in ``out/best/``, keeping the epoch with the best validation accuracy. In KerasTuner's
+    one series per shortcut type) and ``best_model.keras`` (with ``best_metrics.json``): the best
+    configuration trained again from scratch for ``retrain_epochs`` (default ``max_epochs``) by
+    :func:`keras_resnet.training.train` in ``out/best/<configuration>/``, keeping the epoch with
+    the best validation accuracy; its test accuracy is measured there. In KerasTuner's
     distributed mode only the chief writes these; workers only run trials.
 
     Args:
@@ -423,6 +425,7 @@ def search(
         factor: Hyperband's reduction factor.
         seed: seeds the oracle, the data pipeline and the weights.
         retrain: retrain the best configuration and write ``best_model.keras``.
+        retrain_epochs: epochs of that training (default ``max_epochs``).
         overwrite: start afresh instead of resuming.
         distribution: None or ``"mirrored"`` (each trial on all visible GPUs).
         verbose: Keras and KerasTuner verbosity.
@@ -484,22 +487,29 @@ def search(
     best_model, test_accuracy = None, None
     if retrain and best is not None:
         arch = {k: best[k] for k in ("depth", "shortcut", "version", "width_multiplier", "zero_init_residual") if k in best and best[k] is not None}
-        trial_config = dataclasses.replace(hypermodel.config_for(best), epochs=max_epochs)
-        result = train(BASE_PRESET[space.style], data, trial_config, out / "best", verbose=verbose,
-                       overwrite=overwrite, **arch)
-        best_model, test_accuracy = result.model, result.metrics["test_accuracy"]
-        fileio.copy(out / "best" / "model.keras", out / "best_model.keras")
+        trial_config = dataclasses.replace(hypermodel.config_for(best), epochs=retrain_epochs or max_epochs)
+        # One folder per configuration: a rerun whose best is unchanged reuses the finished run.
+        folder = out / "best" / "-".join(f"{v}" for v in arch.values())
+        if (folder / "metrics.json").exists() and not overwrite:
+            best_model = keras.saving.load_model(folder / "model.keras")
+            test_accuracy = fileio.read_json(folder / "metrics.json")["test_accuracy"]
+        else:
+            # By name, so the data pipeline starts fresh: the same run as `keras-resnet train`.
+            result = train(BASE_PRESET[space.style], dataset, trial_config, folder, verbose=verbose,
+                           overwrite=overwrite, **arch)
+            best_model, test_accuracy = result.model, result.metrics["test_accuracy"]
+        fileio.copy(folder / "model.keras", out / "best_model.keras")
+        fileio.copy(folder / "metrics.json", out / "best_metrics.json")
     return SearchResult(rows=rows, best=best, best_model=best_model, test_accuracy=test_accuracy, out=out)
 
 
 def plot_search(rows: list[dict], path) -> None:
     """Validation accuracy by depth, one series per shortcut type (best trial per point)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # A bare Figure, not pyplot: no global backend switch inside a user's notebook.
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for shortcut in dict.fromkeys(r.get("shortcut") for r in rows):
         points: dict[int, float] = {}
         for r in rows:
@@ -515,4 +525,3 @@ def plot_search(rows: list[dict], path) -> None:
     ax.legend(title="shortcut")
     fig.tight_layout()
     fileio.savefig(fig, path)
-    plt.close(fig)

@@ -145,8 +145,12 @@ def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
     assert (out / "trials.csv").read_text().splitlines()[0].startswith("trial,status,depth")
     assert (out / "search.png").stat().st_size > 1000
     assert (out / "best_model.keras").exists()
-    metrics = json.loads((out / "best" / "metrics.json").read_text())
-    assert metrics["epochs"] == 1
+    metrics = json.loads((out / "best_metrics.json").read_text())
+    assert metrics["epochs"] == 1 and 0 <= metrics["test_accuracy"] <= 1
+    # A second run reuses the finished search and training: no trial or epoch runs again.
+    assert cli.main(["tune", "--out", str(out), *SMALL, "--max-trials", "2", "--shortcuts", "A", "none",
+                     "--versions", "v1"]) == 0
+    assert len([e for e in read_trial_log(out / "tuner") if e["event"] == "start"]) == 2
     printed = capsys.readouterr().out
     assert "best configuration retrained" in printed and "COMPLETED" in printed
 
