@@ -38,6 +38,7 @@ def test_preset_harness(name, tmp_path):
         tmp_path,
         expected_output_shape=(5,),
         save=name not in DEEP,
+        dataset=name not in DEEP,
     )
     assert model.name == name
     assert model.depth == PRESETS[name]["depth"]
