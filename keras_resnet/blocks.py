@@ -24,35 +24,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-SHORTCUTS = ("identity", "projection", "full_projection", "none")
-SHORTCUT_ALIASES = {"A": "identity", "B": "projection", "C": "full_projection"}
-VERSIONS = ("v1", "v2")
-BLOCK_TYPES = ("basic", "bottleneck")
-
-
-def normalize_shortcut(shortcut: str) -> str:
-    """Returns the canonical shortcut name for ``shortcut`` (accepting ``"A"``/``"B"``/``"C"``).
-
-    Raises:
-        ValueError: if ``shortcut`` is not a known shortcut type or alias.
-    """
-    if isinstance(shortcut, str):
-        key = shortcut.strip()
-        if key.upper() in SHORTCUT_ALIASES:
-            return SHORTCUT_ALIASES[key.upper()]
-        if key.lower() in SHORTCUTS:
-            return key.lower()
-    raise ValueError(
-        f"shortcut must be one of {', '.join(map(repr, SHORTCUTS))} "
-        f"(or the paper's aliases 'A', 'B', 'C'); received shortcut={shortcut!r}"
-    )
-
-
-def normalize_version(version: str) -> str:
-    """Returns ``"v1"`` or ``"v2"``; raises ``ValueError`` for anything else."""
-    if isinstance(version, str) and version.strip().lower() in VERSIONS:
-        return version.strip().lower()
-    raise ValueError(f"version must be 'v1' or 'v2'; received version={version!r}")
+from keras_resnet.presets import (  # noqa: F401 - re-exported: the names belong with the blocks
+    BLOCK_TYPES,
+    SHORTCUT_ALIASES,
+    SHORTCUTS,
+    VERSIONS,
+    normalize_shortcut,
+    normalize_version,
+)
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:

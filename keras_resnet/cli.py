@@ -285,50 +285,70 @@ def _cmd_export(args) -> int:
     if "int8" in tflite and not args.dataset:
         raise UsageError("--tflite int8 needs --dataset: full-integer quantization calibrates on training images")
     import_keras(args.verbose)
-    from keras_resnet import export
+    from keras_resnet.litert import ExportError
+    from keras_resnet.pipeline import export_trained
 
-    model = export.load_model(args.model)
-    height, width, channels = export.image_shape(model)
-    train = x_test = y_test = class_names = None
-    if args.dataset:
-        import numpy as np
-
-        from keras_resnet.data import load_dataset
-
-        data = load_dataset(args.dataset, image_size=height, batch_size=256, augment=False, data_dir=args.data_dir)
-        if tuple(data.input_shape) != (height, width, channels):
-            raise UsageError(f"dataset {args.dataset!r} gives images of shape {tuple(data.input_shape)}; "
-                             f"the model takes {(height, width, channels)}")
-        train, class_names = data.train, list(data.class_names)
-        batches = [(x.numpy(), y.numpy()) for x, y in data.test]
-        x_test, y_test = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-    else:
+    if not args.dataset:
         print("note: no --dataset; verifying parity on random images (no accuracy figures)")
-    import warnings
-
-    # The TFLite converter and interpreter print C++ log lines; our own warnings are replayed.
     try:
-        with warnings.catch_warnings(record=True) as caught, _silenced_stderr(not args.verbose):
-            warnings.simplefilter("always", UserWarning)
-            records = export.export_all(
-                model, args.name, base=args.base, version=args.export_version, tflite=tflite,
-                representative_data=train, x_test=x_test, y_test=y_test, class_names=class_names,
-                int8_io=args.int8_io, keep_failed=args.keep_failed, calibration_samples=args.calibration_samples,
+        with _replayed_warnings(args.verbose):
+            records = export_trained(
+                args.model, args.name, base=args.base, version=args.export_version, tflite=tflite,
+                dataset=args.dataset, data_dir=args.data_dir, int8_io=args.int8_io,
+                keep_failed=args.keep_failed, calibration_samples=args.calibration_samples,
             )
-    except export.ExportError as e:
+    except ExportError as e:
         print(f"{PROG}: export failed, nothing was written: {e}", file=sys.stderr)
         return 1
-    finally:
-        for w in caught:
-            if "keras_resnet" in w.filename:
-                print(f"warning: {w.message}", file=sys.stderr)
+    _print_export_report(records, os.path.join(args.base, args.name, "export_report.json"))
+    return 0 if all(r["passed"] for r in records) else 1
+
+
+@contextlib.contextmanager
+def _replayed_warnings(verbose: bool):
+    """Hides the TFLite converter's C++ log lines; replays keras_resnet's own warnings."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            with _silenced_stderr(not verbose):
+                yield
+        finally:
+            for w in caught:
+                if "keras_resnet" in w.filename:
+                    print(f"warning: {w.message}", file=sys.stderr)
+
+
+def _print_export_report(records: list[dict], report_path: str) -> None:
     rows = [{**r, "path": r["path"] or "(not kept)", "latency_ms": round(r["latency_ms"], 3)} for r in records]
     print_table(rows, ["format", "path", "size_bytes", "max_abs_diff", "top1_agreement", "accuracy", "latency_ms", "passed"])
     for r in records:
         if r["failures"]:
             print(f"{r['format']} failed: {'; '.join(r['failures'])}")
-    print(f"\nreport: {os.path.join(args.base, args.name, 'export_report.json')}")
-    return 0 if all(r["passed"] for r in records) else 1
+    print(f"\nreport: {report_path}")
+
+
+def _cmd_demo(args) -> int:
+    import_keras(args.verbose)
+    from keras_resnet.pipeline import DemoSettings, demo
+
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    with _replayed_warnings(args.verbose):
+        result = demo(out=args.out, base=args.base, name=args.name, settings=settings, seed=args.seed,
+                      verbose=args.progress)
+    search = result["search"]
+    print("\nSearch (grid over depth x shortcut type; validation accuracy):")
+    print_table(sorted(search.rows, key=lambda r: -(r["score"] or 0)),
+                ["trial", "depth", "shortcut", "version", "score", "epochs", "params", "seconds"])
+    print(f"\nBest: depth {search.best['depth']}, shortcut {search.best['shortcut']}, "
+          f"retrained for {settings.train_epochs} epochs: test accuracy {search.test_accuracy:.4f}")
+    print("\nExported and verified against the Keras model on the 360 test digits:")
+    _print_export_report(result["report"], os.path.join(args.base, args.name, "export_report.json"))
+    took = ", ".join(f"{k} {v:.0f} s" for k, v in result["seconds"].items())
+    print(f"\nsearch, trials and training: {args.out}/   exports: {args.base}/{args.name}/   ({took})")
+    print(f"serve them: keras-resnet serve {args.base}")
+    return 0 if all(r["passed"] for r in result["report"]) else 1
 
 
 def _cmd_serve(args) -> int:
@@ -345,6 +365,129 @@ def _cmd_serve(args) -> int:
     print(f"serving {args.base} at {server.url}; Ctrl+C stops", flush=True)
     server.wait()
     return 0
+
+
+def _cmd_tune(args) -> int:
+    # The search space is checked against the model's rules, which live with Keras.
+    import_keras(args.verbose)
+    from keras_resnet.data import check_dataset
+    from keras_resnet.training import TrainConfig
+    from keras_resnet.tuning import SearchSpace
+
+    # Validated before TensorFlow starts, so a bad search space fails at once.
+    space = SearchSpace(
+        style=args.style, depths=args.depths, shortcuts=args.shortcuts or SearchSpace.shortcuts,
+        versions=args.versions or SearchSpace.versions, width_multipliers=args.widths,
+        zero_init=args.zero_init, lr=tuple(args.lr_range) if args.lr_range else None,
+        weight_decay=tuple(args.wd_range) if args.wd_range else None, batch_sizes=args.batch_sizes,
+    ).validate()
+    config = TrainConfig(batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
+                         data_dir=args.data_dir).validate()
+    check_dataset(args.dataset, args.data_dir)
+    from keras_resnet.tuning import search
+
+    result = search(
+        args.dataset, args.out, tuner=args.tuner, space=space, config=config, max_epochs=args.max_epochs,
+        max_trials=args.max_trials, factor=args.factor, seed=args.seed, retrain=not args.no_retrain,
+        overwrite=args.overwrite, distribution=args.distribution, verbose=args.progress,
+    )
+    if not result.rows:
+        print("worker finished: the chief writes the results")
+        return 0
+    top = sorted((r for r in result.rows if r["score"] is not None), key=lambda r: -r["score"])[: args.top]
+    print()
+    print_table(top)
+    if result.test_accuracy is not None:
+        print(f"\nbest configuration retrained for {args.max_epochs} epochs: test accuracy "
+              f"{result.test_accuracy:.4f} -> {os.path.join(args.out, 'best_model.keras')}")
+    print(f"trials: {os.path.join(args.out, 'trials.csv')}, plot: {os.path.join(args.out, 'search.png')}")
+    if args.export and result.best_model is not None:
+        from keras_resnet.pipeline import export_trained
+
+        with _replayed_warnings(args.verbose):
+            records = export_trained(os.path.join(args.out, "best_model.keras"), args.export_name,
+                                     base=args.export_base, dataset=args.dataset, data_dir=args.data_dir)
+        _print_export_report(records, os.path.join(args.export_base, args.export_name, "export_report.json"))
+        return 0 if all(r["passed"] for r in records) else 1
+    return 0
+
+
+def _experiment_config(args):
+    from keras_resnet.training import TrainConfig
+
+    return TrainConfig(
+        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, image_size=args.image_size,
+        data_dir=args.data_dir,
+    ).validate()
+
+
+def _run_experiment(args, function, kwargs: dict, files: str) -> int:
+    """Validates (no TensorFlow), lists the runs on --dry-run, else runs and prints the tables."""
+    from keras_resnet import experiments
+
+    planned = function(**kwargs, dry_run=True)
+    if args.dry_run:
+        print_table(planned)
+        return 0
+    import_keras(args.verbose)
+    from keras_resnet.training import TrainingDiverged
+
+    try:
+        records = function(**kwargs)
+    except TrainingDiverged as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    print()
+    print_table([{**{k: r[k] for k in ("run", "model", "params", "seconds")},
+                  "train err %": round(100 * r["train_error"], 2), "test err %": round(100 * r["test_error"], 2)}
+                 for r in records])
+    summary = experiments.summarize(records)
+    if any(row["seeds"] > 1 for row in summary):
+        print()
+        print_table([{k: row[k] for k in ("shortcut", "version", "depth", "seeds")} | {
+            f"{key} % {stat}": round(100 * row[f"{key}_{stat}"], 2)
+            for key in ("train_error", "test_error") for stat in ("mean", "min", "max")} for row in summary])
+    print(f"\nwritten to {args.out}: {files}")
+    return 0
+
+
+def _cmd_degradation(args) -> int:
+    from keras_resnet import experiments
+
+    return _run_experiment(args, experiments.degradation, dict(
+        dataset=args.dataset, depths=args.depths, seeds=args.seeds, epochs=args.epochs, out=args.out,
+        shortcut=args.shortcut, version=args.resnet_version, config=_experiment_config(args),
+        augment=args.augment, width_multiplier=args.width_multiplier, responses=not args.no_responses,
+        verbose=args.progress,
+    ), "results.json, results.csv, degradation.png" + ("" if args.no_responses else ", responses.json, responses.png"))
+
+
+def _cmd_shortcuts(args) -> int:
+    from keras_resnet import experiments
+
+    return _run_experiment(args, experiments.compare_shortcuts, dict(
+        dataset=args.dataset, depth=args.depth, shortcuts=args.shortcuts, versions=args.versions,
+        seeds=args.seeds, epochs=args.epochs, out=args.out, config=_experiment_config(args),
+        augment=args.augment, width_multiplier=args.width_multiplier, verbose=args.progress,
+    ), "results.json, results.csv, shortcuts.png")
+
+
+def _add_experiment_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits (offline, default) or a TFDS name such as cifar10")
+    p.add_argument("--out", required=True, help="the experiment's folder (rerun to resume)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per net and seed (default 0)")
+    p.add_argument("--epochs", type=int, help="default: 20 for digits, 164 for cifar10 (the paper's 64k iterations), else 182")
+    p.add_argument("--width-multiplier", type=float, default=1.0, help="scale every width (default 1)")
+    p.add_argument("--image-size", type=int, help="resize images (default: 8 for digits, native otherwise)")
+    p.add_argument("--batch-size", type=int, help="default 128")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1 * batch size / 128)")
+    p.add_argument("--warmup-steps", type=int, help="steps at lr / 10 first (default 10%% of training, at most 400)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="pad-and-crop (and flips where they keep the class); default: off for digits, on otherwise")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=2,
+                   help="Keras output: 0 none, 1 progress bars, 2 one line per epoch (default)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -455,6 +598,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies get 413 (default 32)")
     p.add_argument("--versions", choices=("all", "latest"), default="all", help="serve every version (default) or the latest")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "tune", help="KerasTuner search over depth, shortcut type and more; resumable",
+        description="Search ResNet depth x shortcut type x version (and optionally width, zero-init, "
+        "learning rate, weight decay, batch size) with KerasTuner. Writes OUT/trials.csv, trials.json, "
+        "search.png and best_model.keras (the best configuration retrained with the full budget). "
+        "Rerunning with the same --out resumes. For several machines set KERASTUNER_TUNER_ID, "
+        "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT (see the README).",
+    )
+    p.add_argument("--dataset", default="digits", help="digits (default), a TFDS name, or an image folder")
+    p.add_argument("--out", required=True, help="the search's folder")
+    p.add_argument("--tuner", choices=("hyperband", "bayesian", "random", "grid"), default="hyperband")
+    p.add_argument("--max-epochs", type=int, default=9, help="Hyperband's largest budget; epochs per trial otherwise (default 9)")
+    p.add_argument("--max-trials", type=int, help="trials for bayesian/random/grid (default: the space's size)")
+    p.add_argument("--factor", type=int, default=3, help="Hyperband's reduction factor (default 3)")
+    p.add_argument("--style", choices=("cifar", "imagenet"), default="cifar")
+    p.add_argument("--depths", type=int, nargs="+", help="depth choices (default 20 32 44 56 110 for cifar)")
+    p.add_argument("--shortcuts", nargs="+", help="shortcut choices (default: identity projection full_projection none)")
+    p.add_argument("--versions", nargs="+", help="v1 and/or v2 (default both)")
+    p.add_argument("--widths", type=float, nargs="+", help="width-multiplier choices (default: not searched)")
+    p.add_argument("--zero-init", action="store_true", help="also search zero_init_residual")
+    p.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search the learning rate (log scale)")
+    p.add_argument("--wd-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search weight decay (log scale)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", help="batch-size choices (default: not searched)")
+    p.add_argument("--batch-size", type=int, help="the fixed batch size (default 128)")
+    p.add_argument("--image-size", type=int, help="resize images (default: 16 for digits)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distribution", choices=("mirrored",), help="spread each trial over the visible GPUs")
+    p.add_argument("--no-retrain", action="store_true", help="skip retraining the best configuration")
+    p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    p.add_argument("--top", type=int, default=10, help="trials to print (default 10)")
+    p.add_argument("--export", action="store_true", help="export the best model (SavedModel + 4 TFLite files)")
+    p.add_argument("--export-name", default="resnet_search", help="name under --export-base (default resnet_search)")
+    p.add_argument("--export-base", default="saved_models", help="default saved_models")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity (default 1)")
+    p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser(
+        "degradation", help="plain nets against ResNets of growing depth (the ResNet paper's Figure 6)",
+        description="Train each depth as a plain net and as a ResNet with the same recipe, data and seed; "
+        "write OUT/results.json, results.csv, degradation.png (training error per epoch) and the "
+        "trained nets' residual responses (responses.json, responses.png; Figure 7). Finished runs "
+        "in OUT/runs/ are reused: rerun the same command to resume.",
+    )
+    p.add_argument("--depths", type=int, nargs="+", default=[20, 32, 44, 56], help="6n+2 depths (default 20 32 44 56)")
+    p.add_argument("--shortcut", default="identity", help="the ResNets' shortcut: identity (A, default), projection (B), full_projection (C)")
+    p.add_argument("--version", dest="resnet_version", default="v1", metavar="{v1,v2}", help="the ResNets' block version (default v1)")
+    p.add_argument("--no-responses", action="store_true", help="skip measuring the residual responses")
+    _add_experiment_arguments(p)
+    p.set_defaults(func=_cmd_degradation)
+
+    p = sub.add_parser(
+        "shortcuts", help="shortcut types (and versions) at one depth (the ResNet paper's Table 3)",
+        description="Train one depth with each shortcut type (identity/A, projection/B, full_projection/C, "
+        "none) and each --versions, with the same recipe, data and seed; write OUT/results.json, "
+        "results.csv and shortcuts.png (final training and test error). Rerun to resume.",
+    )
+    p.add_argument("--depth", type=int, default=32, help="a 6n+2 depth (default 32)")
+    p.add_argument("--shortcuts", nargs="+", default=["identity", "projection", "full_projection", "none"],
+                   help="default: identity projection full_projection none")
+    p.add_argument("--versions", nargs="+", default=["v1"], help="block versions of the nets with shortcuts (default v1)")
+    _add_experiment_arguments(p)
+    p.set_defaults(func=_cmd_shortcuts)
+
+    p = sub.add_parser(
+        "demo", help="the whole pipeline on the offline digits: search, train, export, verify",
+        description="A grid search over depth x shortcut type on scikit-learn's digits, the best "
+        "configuration retrained with the paper's recipe, exported to a SavedModel and four TFLite "
+        "files, each verified against the Keras model. About 5 minutes on 2 CPU cores.",
+    )
+    p.add_argument("--out", default="runs/demo", help="search and training folder (default runs/demo)")
+    p.add_argument("--base", default="saved_models", help="export base folder (default saved_models)")
+    p.add_argument("--name", default="digits_resnet", help="exported model name (default digits_resnet)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run, as the tests do)")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=2, help="Keras verbosity (default 2)")
+    p.set_defaults(func=_cmd_demo)
 
     return parser
 

@@ -1,6 +1,7 @@
-"""The table of named variants: preset name -> ``ResNet`` constructor arguments.
+"""The table of named variants (preset name -> ``ResNet`` arguments) and the paper's names.
 
-Plain data with no TensorFlow import, so the command line can check names at once. Variants are
+Plain data with no TensorFlow import, so the command line and the experiments can check names
+at once. Variants are
 data (as timm's ``model_args``): ``ResNet.from_preset(name, **overrides)`` builds
 ``ResNet(**{**PRESETS[name], **overrides})``.
 """
@@ -8,6 +9,38 @@ data (as timm's ``model_args``): ``ResNet.from_preset(name, **overrides)`` build
 from __future__ import annotations
 
 import types
+
+# The paper's names; plain data and functions, so the command line can check them at once.
+SHORTCUTS = ("identity", "projection", "full_projection", "none")
+SHORTCUT_ALIASES = {"A": "identity", "B": "projection", "C": "full_projection"}
+VERSIONS = ("v1", "v2")
+BLOCK_TYPES = ("basic", "bottleneck")
+
+
+def normalize_shortcut(shortcut: str) -> str:
+    """Returns the canonical shortcut name for ``shortcut`` (accepting ``"A"``/``"B"``/``"C"``).
+
+    Raises:
+        ValueError: if ``shortcut`` is not a known shortcut type or alias.
+    """
+    if isinstance(shortcut, str):
+        key = shortcut.strip()
+        if key.upper() in SHORTCUT_ALIASES:
+            return SHORTCUT_ALIASES[key.upper()]
+        if key.lower() in SHORTCUTS:
+            return key.lower()
+    raise ValueError(
+        f"shortcut must be one of {', '.join(map(repr, SHORTCUTS))} "
+        f"(or the paper's aliases 'A', 'B', 'C'); received shortcut={shortcut!r}"
+    )
+
+
+def normalize_version(version: str) -> str:
+    """Returns ``"v1"`` or ``"v2"``; raises ``ValueError`` for anything else."""
+    if isinstance(version, str) and version.strip().lower() in VERSIONS:
+        return version.strip().lower()
+    raise ValueError(f"version must be 'v1' or 'v2'; received version={version!r}")
+
 
 # keras.applications' ResNet50/101/152 (the original Caffe v1): conv biases, BatchNorm epsilon
 # 1.001e-5, the stride on the first 1x1 conv of a stage.

@@ -1,0 +1,575 @@
+"""The ResNet paper's experiments on plain nets and ResNets, with their tables and figures.
+
+He et al., "Deep Residual Learning for Image Recognition" (arXiv:1512.03385):
+
+* :func:`degradation` (Section 4.2, Figure 6): plain nets of growing depth reach a *higher*
+  training error, their ResNet twins (same depth, same parameters with option A shortcuts, same
+  recipe, data and seed) a lower one.
+* :func:`compare_shortcuts` (Table 3): shortcut types (and versions) at one depth; with
+  ``versions=("v1", "v2")`` also the pre-activation paper's (arXiv:1603.05027) comparison.
+* :func:`residual_responses` (Figure 7): the standard deviation of each residual branch's
+  output ``F(x)`` in the trained nets, and ``||F(x)|| / ||x||``.
+
+Each net is trained by :func:`keras_resnet.training.train` in
+``out/runs/<shortcut>[-v2]-<depth>-s<seed>/``; finished runs are read back, not retrained, so
+the same call after a crash resumes. Runs use the whole training split, so ``train`` keeps the
+last epoch's model: degradation is about how far the optimiser gets, not the best checkpoint.
+Arguments are validated before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_resnet import fileio
+from keras_resnet.data import DIGITS, check_dataset
+from keras_resnet.presets import SHORTCUTS, normalize_shortcut, normalize_version
+from keras_resnet.training import TrainConfig
+
+# On 2 CPU cores, 20 epochs of 8x8 digits show the degradation in minutes (docs/experiments.md).
+# CIFAR-10: the paper's 64k iterations of 128 images over all 50k training images (no
+# validation split here); other datasets: 182 epochs, as training.py's default.
+DEFAULT_EPOCHS = {DIGITS: 20, "cifar10": 164}
+PAPER_EPOCHS = 182
+DEFAULT_IMAGE_SIZE = {DIGITS: 8}
+# A one-pixel shift is an eighth of an 8x8 digit: it made the deep ResNets' runs unstable and
+# hid their training error's fall with depth (docs/experiments.md). CIFAR keeps the paper's.
+DEFAULT_AUGMENT = {DIGITS: False}
+# Warm-up at lr / 10 for 10% of training, at most the paper's 400 iterations (ResNet-110's):
+# without it a deep ResNet can stall at lr 0.1, which hides the effect being measured.
+WARMUP_FRACTION = 0.1
+MAX_WARMUP_STEPS = 400
+RECORD_FILE = "experiment.json"
+CSV_COLUMNS = ("run", "model", "depth", "shortcut", "version", "seed", "epochs", "params",
+               "train_error", "test_error", "seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Validated arguments; ``runs`` holds (depth, shortcut, version, seed) in training order."""
+
+    dataset: str
+    runs: tuple
+    epochs: int
+    out: Path
+    config: TrainConfig
+    width_multiplier: float
+    verbose: int
+
+
+# ---- validation (no TensorFlow) -----------------------------------------------------------
+
+def _int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
+    return int(value)
+
+
+def _depth(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 8 or (value - 2) % 6:
+        raise ValueError(
+            "depth must be 6n+2 for CIFAR-style ResNets with basic blocks (8, 14, 20, 32, 44, 56, "
+            f"110, ...); received depth={value!r}"
+        )
+    return int(value)
+
+
+def _distinct(name, values, check) -> tuple:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a non-empty sequence; received {name}={values!r}")
+    checked = tuple(check(v) for v in values)
+    if not checked:
+        raise ValueError(f"{name} must not be empty; received {name}={values!r}")
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"{name} must not repeat a value; received {name}={values!r}")
+    return checked
+
+
+def _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_multiplier, verbose) -> _Plan:
+    """Validates everything; ``variants`` are (shortcut, version) pairs already checked."""
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a keras_resnet.training.TrainConfig or None; received {type(config).__name__}")
+    config = (config or TrainConfig()).validate()
+    check_dataset(dataset, config.data_dir)
+    depths = _distinct("depths", depths, _depth)
+    seeds = _distinct("seeds", seeds, lambda s: _int("seed", s, 0))
+    epochs = None if epochs is None else _int("epochs", epochs, 1)
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise ValueError(f"out must be a folder path; received out={out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} exists and is not a folder")
+    if config.validation_split not in (None, 0):
+        # With a validation split, train() keeps the best-validation checkpoint, not the last epoch.
+        raise ValueError(
+            "the experiments train on the whole training split (their model is the last epoch's); "
+            f"received config.validation_split={config.validation_split!r}"
+        )
+    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) or width_multiplier <= 0:
+        raise ValueError(f"width_multiplier must be a number > 0; received width_multiplier={width_multiplier!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2; received verbose={verbose!r}")
+    if augment not in (None, True, False):
+        raise ValueError(f"augment must be True, False or None (the dataset's default); received augment={augment!r}")
+    augment = DEFAULT_AUGMENT.get(dataset, config.augment) if augment is None else augment
+    epochs = epochs or config.epochs or DEFAULT_EPOCHS.get(dataset, PAPER_EPOCHS)
+    config = dataclasses.replace(
+        config, epochs=epochs, validation_split=0.0, batch_size=config.batch_size or 128, augment=augment,
+        image_size=config.image_size or DEFAULT_IMAGE_SIZE.get(dataset),
+    )
+    runs = tuple((d, s, v, seed) for seed in seeds for d in depths for s, v in variants)
+    return _Plan(dataset, runs, epochs, out, config, float(width_multiplier), verbose)
+
+
+def _run_name(depth, shortcut, version, seed) -> str:
+    return f"{shortcut}{'-v2' if version == 'v2' else ''}-{depth}-s{seed}"
+
+
+def _planned(plan: _Plan) -> list[dict]:
+    return [{"run": _run_name(*r), "depth": r[0], "shortcut": r[1], "version": r[2], "seed": r[3],
+             "epochs": plan.epochs} for r in plan.runs]
+
+
+# ---- running ------------------------------------------------------------------------------
+
+def _execute(plan: _Plan) -> list[dict]:
+    """Trains (or reads back) every planned run; returns their records in plan order."""
+    import keras
+
+    from keras_resnet.data import load_dataset
+    from keras_resnet.training import train
+
+    data: dict[int, tuple] = {}  # the current seed's pipelines only (runs are ordered by seed)
+    records = []
+    for i, (depth, shortcut, version, seed) in enumerate(plan.runs, 1):
+        name = _run_name(depth, shortcut, version, seed)
+        folder = plan.out / "runs" / name
+        config = dataclasses.replace(plan.config, seed=seed)
+        settings = json.loads(json.dumps({
+            "dataset": plan.dataset, "depth": depth, "shortcut": shortcut, "version": version,
+            "seed": seed, "width_multiplier": plan.width_multiplier, "config": dataclasses.asdict(config),
+        }, default=str))
+        saved = fileio.read_json(folder / RECORD_FILE)
+        if saved is not None and saved.get("settings") != settings:
+            raise ValueError(f"{folder} holds a run with other settings ({saved.get('settings')}); choose another out")
+        if saved is not None and saved.get("record"):
+            records.append(saved["record"])
+            if plan.verbose:
+                print(f"[{i}/{len(plan.runs)}] {name}: finished earlier, read back")
+            continue
+        fileio.write_json(folder / RECORD_FILE, {"settings": settings})
+        if seed not in data:
+            c = plan.config
+            kw = dict(image_size=c.image_size, batch_size=c.batch_size, validation_split=0.0, seed=seed,
+                      flip=c.flip, data_dir=c.data_dir, cache=c.cache)
+            augmented = load_dataset(plan.dataset, augment=c.augment, **kw)
+            data = {seed: (augmented, load_dataset(plan.dataset, augment=False, **kw) if c.augment else augmented)}
+        train_data, plain_data = data[seed]
+        if config.warmup_steps is None:
+            total = plan.epochs * train_data.steps_per_epoch
+            config = dataclasses.replace(config, warmup_steps=min(MAX_WARMUP_STEPS, round(WARMUP_FRACTION * total)))
+        started = time.perf_counter()
+        if (folder / "metrics.json").exists():  # trained, but stopped before its evaluation
+            model = keras.saving.load_model(str(folder / "model.keras"))
+            metrics, history = fileio.read_json(folder / "metrics.json"), _read_history(folder / "history.csv")
+            note = "trained earlier, evaluated now"
+        else:
+            if plan.verbose:
+                print(f"[{i}/{len(plan.runs)}] {name}: training {plan.epochs} epochs")
+            result = train("resnet20", train_data, config, out=folder, verbose=plan.verbose,
+                           depth=depth, shortcut=shortcut, version=version,
+                           width_multiplier=plan.width_multiplier)
+            model, metrics, history = result.model, result.metrics, result.history
+            note = "trained"
+        if metrics["best_epoch"] != metrics["epochs"] or len(history) != plan.epochs:
+            raise RuntimeError(f"{folder}: expected the model of the last of {plan.epochs} epochs; metrics say "
+                               f"epoch {metrics['best_epoch']} of {metrics['epochs']}")
+        # Inference mode, no augmentation, the final weights: what the optimiser reached.
+        train_accuracy = model.evaluate(plain_data.train, verbose=0, return_dict=True)["accuracy"]
+        record = {
+            "run": name, "model": metrics["model"], "depth": depth, "shortcut": shortcut,
+            "version": version, "seed": seed, "epochs": metrics["epochs"], "params": metrics["trainable_params"],
+            "train_error": 1.0 - float(train_accuracy), "test_error": 1.0 - float(metrics["test_accuracy"]),
+            "seconds": metrics["seconds"],
+            "epoch_train_error": [1.0 - float(r["accuracy"]) for r in history],
+            "epoch_loss": [float(r["loss"]) for r in history],
+        }
+        fileio.write_json(folder / RECORD_FILE, {"settings": settings, "record": record})
+        records.append(record)
+        if plan.verbose:
+            print(f"[{i}/{len(plan.runs)}] {name}: {note}; train error {100 * record['train_error']:.2f}%, "
+                  f"test error {100 * record['test_error']:.2f}% ({time.perf_counter() - started:.0f} s)")
+        del model
+        keras.backend.clear_session()  # dozens of deep models in one process add up
+    return records
+
+
+def _read_history(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+def _write_results(plan: _Plan, experiment: str, records: list[dict]) -> None:
+    settings = {"experiment": experiment, "dataset": plan.dataset, "epochs": plan.epochs,
+                "width_multiplier": plan.width_multiplier, "config": dataclasses.asdict(plan.config)}
+    fileio.write_json(plan.out / "results.json",
+                      {"settings": settings, "records": records, "summary": summarize(records)})
+    fileio.write_csv(plan.out / "results.csv", records, list(CSV_COLUMNS))
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """Mean, min and max over seeds of the final errors, per (shortcut, version, depth).
+
+    Example:
+    >>> rows = summarize([{"shortcut": "none", "version": "v1", "depth": 20, "seed": s,
+    ...                    "train_error": e, "test_error": 0.1} for s, e in ((0, 0.1), (1, 0.3))])
+    >>> rows[0]["seeds"], round(rows[0]["train_error_mean"], 3), rows[0]["train_error_max"]
+    (2, 0.2, 0.3)
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["shortcut"], r["version"], r["depth"]), []).append(r)
+    rows = []
+    for (shortcut, version, depth), rs in groups.items():
+        row = {"shortcut": shortcut, "version": version, "depth": depth, "seeds": len(rs)}
+        for key in ("train_error", "test_error"):
+            values = [r[key] for r in rs]
+            row.update({f"{key}_mean": float(np.mean(values)), f"{key}_min": min(values), f"{key}_max": max(values)})
+        rows.append(row)
+    return rows
+
+
+# ---- the experiments ----------------------------------------------------------------------
+
+def degradation(
+    dataset: str = DIGITS,
+    depths=(20, 32, 44, 56),
+    seeds=(0,),
+    epochs: int | None = None,
+    out: str | os.PathLike = "runs/degradation",
+    shortcut: str = "identity",
+    version: str = "v1",
+    config: TrainConfig | None = None,
+    augment: bool | None = None,
+    width_multiplier: float = 1.0,
+    responses: bool = True,
+    verbose: int = 1,
+    dry_run: bool = False,
+) -> list[dict]:
+    """The degradation experiment: plain nets against ResNets of the same depths (Figure 6).
+
+    Each depth is trained as a plain net (``shortcut="none"``, v1) and as a ResNet (``shortcut``,
+    ``version``) with the same recipe, data and seed, by :func:`keras_resnet.training.train`.
+    The ResNet paper (Section 4.2) finds the plain nets' *training* error rising with depth and
+    the ResNets' falling. With option A shortcuts (the default) both twins have the same
+    parameters, and the same initial weights.
+
+    Writes into ``out``: ``runs/<run>/`` (one training run each; finished runs are reused),
+    ``results.json`` (settings, one record per run, the per-depth summary over seeds),
+    ``results.csv``, ``degradation.png`` (:func:`plot_degradation`), and with ``responses``
+    ``responses.json`` and ``responses.png`` (:func:`residual_responses`).
+
+    Args:
+        dataset: ``"digits"`` (offline; default 8x8 images, 20 epochs) or a dataset name for
+            :func:`keras_resnet.data.load_dataset`, e.g. ``"cifar10"`` (default its own size,
+            164 epochs: the paper's 64k iterations).
+        depths: CIFAR-style depths, 6n+2; default (20, 32, 44, 56) as in the paper.
+        seeds: seeds of weights, shuffling and augmentation; one run per depth, net and seed.
+        epochs: epochs per run; default 20 for digits, 164 for CIFAR-10, 182 otherwise.
+        out: the experiment's folder; default ``runs/degradation``.
+        shortcut: the ResNets' shortcut: ``"identity"`` (A, default), ``"projection"`` (B) or
+            ``"full_projection"`` (C).
+        version: the ResNets' block version, ``"v1"`` (default) or ``"v2"`` (pre-activation).
+        config: the training recipe (:class:`keras_resnet.training.TrainConfig`); its epochs
+            and seed are replaced by ``epochs`` and ``seeds``, it must have no validation
+            split, and a ``warmup_steps`` of None means 10% of training (at most 400 steps).
+        augment: the paper's pad-and-crop (and flips where they keep the class) while
+            training; default None: off for digits, ``config.augment`` (on) otherwise.
+        width_multiplier: scales every width of both nets; default 1.
+        responses: also measure the trained nets' residual responses; default True.
+        verbose: 0 silent, 1 progress bars (default), 2 one line per epoch.
+        dry_run: only validate, and return the planned runs without training.
+
+    Returns:
+        One record per run: ``run``, ``model``, ``depth``, ``shortcut``, ``version``, ``seed``,
+        ``epochs``, ``params``, ``train_error`` (final weights, inference mode, the whole
+        training split without augmentation), ``test_error``, ``seconds`` (training time),
+        ``epoch_train_error`` and ``epoch_loss`` (per epoch, from the training history: the
+        running mean over the epoch's batches, in training mode, on augmented images if
+        ``augment``).
+
+    Example:
+    >>> records = degradation(depths=(20, 56), seeds=(0,), out="runs/degradation")
+    >>> sorted({(r["shortcut"], r["depth"]) for r in records})
+    [('identity', 20), ('identity', 56), ('none', 20), ('none', 56)]
+    """
+    shortcut = normalize_shortcut(shortcut)
+    if shortcut == "none":
+        raise ValueError("shortcut is the ResNets' shortcut and cannot be 'none'; the plain nets are trained anyway")
+    variants = (("none", "v1"), (shortcut, normalize_version(version)))
+    plan = _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_multiplier, verbose)
+    if responses not in (True, False):
+        raise ValueError(f"responses must be True or False; received responses={responses!r}")
+    if dry_run:
+        return _planned(plan)
+    records = _execute(plan)
+    _write_results(plan, "degradation", records)
+    plot_degradation(records, plan.out / "degradation.png")
+    if responses:
+        residual_responses(plan.out, verbose=verbose)
+    return records
+
+
+def compare_shortcuts(
+    dataset: str = DIGITS,
+    depth: int = 32,
+    shortcuts=SHORTCUTS,
+    versions=("v1",),
+    seeds=(0,),
+    epochs: int | None = None,
+    out: str | os.PathLike = "runs/shortcuts",
+    config: TrainConfig | None = None,
+    augment: bool | None = None,
+    width_multiplier: float = 1.0,
+    verbose: int = 1,
+    dry_run: bool = False,
+) -> list[dict]:
+    """Shortcut types (and block versions) at one depth: the ResNet paper's Table 3 comparison.
+
+    Option A (``"identity"``: parameter-free, zero-padded where the shape changes), B
+    (``"projection"`` where the shape changes), C (``"full_projection"`` everywhere) and no
+    shortcut at all (``"none"``) are trained with the same recipe, data and seed. On ImageNet the
+    paper finds A < B < C only marginally apart and all far better than plain; with
+    ``versions=("v1", "v2")`` this also compares post- and pre-activation blocks (the
+    pre-activation paper's claim that v2 trains very deep nets at least as well).
+
+    Writes ``out/runs/<run>/``, ``results.json``, ``results.csv`` and ``shortcuts.png``
+    (:func:`plot_shortcuts`); finished runs are reused. ``"none"`` is trained once, as v1.
+
+    Args:
+        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run: as
+            :func:`degradation`.
+        depth: one CIFAR-style depth (6n+2); default 32.
+        shortcuts: shortcut types (or A, B, C); default all four.
+        versions: block versions of the nets with shortcuts; default ("v1",).
+
+    Returns:
+        One record per run, with the keys of :func:`degradation`'s.
+
+    Example:
+    >>> records = compare_shortcuts(depth=20, shortcuts=("A", "B"), out="runs/shortcuts")
+    >>> [r["shortcut"] for r in records]
+    ['identity', 'projection']
+    """
+    shortcuts = _distinct("shortcuts", shortcuts, normalize_shortcut)
+    versions = _distinct("versions", versions, normalize_version)
+    variants = [(s, "v1" if s == "none" else v) for s in shortcuts for v in versions]
+    variants = tuple(dict.fromkeys(variants))
+    plan = _plan(dataset, variants, (depth,), seeds, epochs, out, config, augment, width_multiplier, verbose)
+    if dry_run:
+        return _planned(plan)
+    records = _execute(plan)
+    _write_results(plan, "shortcuts", records)
+    plot_shortcuts(records, plan.out / "shortcuts.png")
+    return records
+
+
+def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: int = 1) -> list[dict]:
+    """Residual responses of the trained nets of an experiment (the ResNet paper's Figure 7).
+
+    For every run in ``out/results.json``, loads its final model and measures, on up to
+    ``max_images`` test images in inference mode, each block's
+    :func:`keras_resnet.diagnostics.response_std` (std of ``F(x)``: the last BatchNorm's
+    output in a v1 block, before the addition) and
+    :func:`keras_resnet.diagnostics.identity_closeness` (``||F(x)|| / ||x||``). The paper finds
+    ResNets' responses smaller than plain nets', and smaller in deeper ResNets.
+    Writes ``responses.json`` and ``responses.png`` (:func:`plot_responses`).
+
+    Args:
+        out: an experiment's folder, holding ``results.json``.
+        max_images: test images to measure on (the measurement keeps every block's output).
+        verbose: 0 quiet, else one line per model.
+
+    Returns:
+        One dict per run: ``run``, ``depth``, ``shortcut``, ``version``, ``seed`` and
+        ``blocks`` (rows with ``depth_index``, ``response_std``, ``residual_ratio``,
+        ``cosine``), plus ``mean_response_std`` and ``mean_residual_ratio``.
+
+    Example:
+    >>> rows = residual_responses("runs/degradation")
+    >>> sorted({r["depth"] for r in rows})
+    [20, 32, 44, 56]
+    """
+    out = Path(out)
+    results = fileio.read_json(out / "results.json") if out.is_dir() else None
+    if not results or not results.get("records"):
+        raise ValueError(f"{str(out)!r} holds no results.json with records; run an experiment there first")
+    _int("max_images", max_images, 1)
+    import keras
+
+    from keras_resnet import diagnostics
+    from keras_resnet.data import load_dataset
+
+    settings = results["settings"]
+    c = settings["config"]
+    data = load_dataset(settings["dataset"], image_size=c["image_size"], batch_size=max_images,
+                        validation_split=0.0, augment=False, data_dir=c["data_dir"], cache=False)
+    x = next(iter(data.test))[0].numpy()
+    rows = []
+    for record in results["records"]:
+        model = keras.saving.load_model(str(out / "runs" / record["run"] / "model.keras"))
+        blocks = diagnostics.diagnose(model, x)  # identity_closeness and response_std in one pass
+        row = {k: record[k] for k in ("run", "depth", "shortcut", "version", "seed")}
+        row.update(images=len(x), blocks=blocks,
+                   mean_response_std=float(np.mean([b["response_std"] for b in blocks])),
+                   mean_residual_ratio=float(np.mean([b["residual_ratio"] for b in blocks])))
+        rows.append(row)
+        if verbose:
+            print(f"{record['run']}: mean std of F(x) {row['mean_response_std']:.3f}, "
+                  f"mean ||F(x)||/||x|| {row['mean_residual_ratio']:.3f}")
+        del model
+        keras.backend.clear_session()
+    diagnostics.write_json({"images": len(x), "mode": "inference", "runs": rows}, out / "responses.json")
+    plot_responses(rows, out / "responses.png")
+    return rows
+
+
+# ---- figures ------------------------------------------------------------------------------
+
+def _figure(width: float, height: float, columns: int = 1):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, columns, squeeze=False)[0]
+
+
+def _check_records(records, keys) -> list[dict]:
+    records = list(records or [])
+    if not records or any(not isinstance(r, dict) or not set(keys) <= set(r) for r in records):
+        raise ValueError(f"records must be a non-empty list of dicts with the keys {', '.join(keys)}")
+    return records
+
+
+def _label(shortcut: str, version: str) -> str:
+    return "plain" if shortcut == "none" else f"{shortcut}{' v2' if version == 'v2' else ''}"
+
+
+def plot_degradation(records: list[dict], path: str | os.PathLike) -> None:
+    """Training error against epochs, plain nets left and ResNets right (the paper's Figure 6).
+
+    One curve per depth: the per-epoch training error of the history, the mean over seeds with
+    a min-max band when there are several; a dot at the end marks the final training error in
+    inference mode (``train_error``).
+
+    Args:
+        records: records as :func:`degradation` returns them.
+        path: the PNG to write (atomically).
+
+    Example:
+    >>> plot_degradation(degradation(depths=(20, 56)), "degradation.png")
+    """
+    records = _check_records(records, ("depth", "shortcut", "version", "seed", "train_error", "epoch_train_error"))
+    panels = list(dict.fromkeys((r["shortcut"], r["version"]) for r in sorted(records, key=lambda r: r["shortcut"] != "none")))
+    fig, axes = _figure(5.2 * len(panels), 4.2, len(panels))
+    depths = sorted({r["depth"] for r in records})
+    colors = {d: f"C{i}" for i, d in enumerate(depths)}
+    for ax, (shortcut, version) in zip(axes, panels):
+        for depth in depths:
+            runs = [r for r in records if (r["shortcut"], r["version"], r["depth"]) == (shortcut, version, depth)]
+            if not runs:
+                continue
+            n = min(len(r["epoch_train_error"]) for r in runs)
+            curves = 100 * np.array([r["epoch_train_error"][:n] for r in runs])
+            epochs = np.arange(1, n + 1)
+            seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
+            name = "plain" if shortcut == "none" else "ResNet"
+            ax.plot(epochs, curves.mean(0), color=colors[depth], label=f"{name}-{depth}{seeds}")
+            if len(runs) > 1:
+                ax.fill_between(epochs, curves.min(0), curves.max(0), color=colors[depth], alpha=0.2)
+            final = 100 * np.array([r["train_error"] for r in runs])
+            ax.plot([n] * len(final), final, "o", color=colors[depth], markersize=4)
+        kind = "plain" if shortcut == "none" else f"ResNet ({_label(shortcut, version)})"
+        ax.set(xlabel="epoch", ylabel="training error (%)", title=kind)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    top = max(a.get_ylim()[1] for a in axes)
+    for ax in axes:
+        ax.set_ylim(0, top)
+    fig.suptitle("Training error per epoch (lines: training mode; dots: final, inference mode)", fontsize=10)
+    fileio.savefig(fig, path, dpi=90)
+
+
+def plot_shortcuts(records: list[dict], path: str | os.PathLike) -> None:
+    """Final training and test error per shortcut type (and version): bars of the mean over
+    seeds, with each seed as a dot (the ResNet paper's Table 3 as a figure).
+
+    Args:
+        records: records as :func:`compare_shortcuts` returns them.
+        path: the PNG to write (atomically).
+
+    Example:
+    >>> plot_shortcuts(compare_shortcuts(depth=20), "shortcuts.png")
+    """
+    records = _check_records(records, ("shortcut", "version", "depth", "train_error", "test_error"))
+    labels = list(dict.fromkeys(_label(r["shortcut"], r["version"]) for r in records))
+    fig, (ax,) = _figure(max(5.0, 1.4 * len(labels) + 2), 4.0)
+    x = np.arange(len(labels))
+    for offset, key, color in ((-0.2, "train_error", "C0"), (0.2, "test_error", "C1")):
+        values = [[100 * r[key] for r in records if _label(r["shortcut"], r["version"]) == lab] for lab in labels]
+        means = [np.mean(v) for v in values]
+        spread = np.array([[m - min(v), max(v) - m] for m, v in zip(means, values)]).T
+        ax.bar(x + offset, means, 0.4, yerr=spread if any(len(v) > 1 for v in values) else None,
+               color=color, alpha=0.8, capsize=3, label=key.replace("_", " "))
+        for xi, v in zip(x, values):
+            ax.plot([xi + offset] * len(v), v, "k.", markersize=4)
+    params = {_label(r["shortcut"], r["version"]): r.get("params") for r in records}
+    ax.set_xticks(x, [f"{lab}\n{params[lab]:,} params" if params[lab] else lab for lab in labels])
+    depths = ", ".join(map(str, sorted({r["depth"] for r in records})))
+    seeds = len({r.get("seed") for r in records})
+    spread = f"mean of {seeds} seeds, whiskers min-max, dots each seed" if seeds > 1 else "one seed"
+    ax.set(ylabel="error (%)", title=f"Depth {depths}: final errors by shortcut type\n({spread})")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    fileio.savefig(fig, path, dpi=90)
+
+
+def plot_responses(rows: list[dict], path: str | os.PathLike) -> None:
+    """Std of ``F(x)`` and ``||F(x)|| / ||x||`` by block, one curve per net and depth, mean over
+    seeds (the ResNet paper's Figure 7; plain nets dashed, in the first panel only: their
+    "F(x)" is the whole block).
+
+    Args:
+        rows: as :func:`residual_responses` returns them.
+        path: the PNG to write (atomically).
+
+    Example:
+    >>> plot_responses(residual_responses("runs/degradation"), "responses.png")
+    """
+    rows = _check_records(rows, ("depth", "shortcut", "version", "blocks"))
+    fig, axes = _figure(11, 4.2, 2)
+    groups = list(dict.fromkeys((r["shortcut"], r["version"], r["depth"]) for r in rows))
+    depths = sorted({g[2] for g in groups})
+    for shortcut, version, depth in groups:
+        runs = [r["blocks"] for r in rows if (r["shortcut"], r["version"], r["depth"]) == (shortcut, version, depth)]
+        style = "--" if shortcut == "none" else "-"
+        name = f"{'plain' if shortcut == 'none' else 'ResNet'}-{depth}{' v2' if version == 'v2' else ''}"
+        for ax, key in zip(axes, ("response_std", "residual_ratio")[: 1 if shortcut == "none" else 2]):
+            values = np.mean([[b[key] for b in blocks] for blocks in runs], axis=0)
+            ax.plot(np.arange(1, len(values) + 1), values, style, marker=".", markersize=3,
+                    color=f"C{depths.index(depth)}", label=name)
+    axes[0].set(xlabel="residual block (network order)", ylabel="std of F(x)", title="Response std (Fig. 7)")
+    axes[1].set(xlabel="residual block (network order)", ylabel="||F(x)|| / ||x||", title="Residual against identity")
+    for ax in axes:
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fileio.savefig(fig, path, dpi=90)
