@@ -9,56 +9,22 @@ imports (TensorFlow, Keras, KerasTuner, matplotlib) happen inside the subcommand
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
 from keras_resnet import __version__
+from keras_resnet.console import (  # noqa: F401 - import_keras and print_table are used by callers of cli
+    import_keras,
+    print_table,
+    replayed_warnings,
+    silenced_stderr,
+)
 
 PROG = "keras-resnet"
 
 
 class UsageError(Exception):
     """A bad command-line value found after parsing; reported like argparse's errors (exit 2)."""
-
-
-@contextlib.contextmanager
-def _silenced_stderr(enabled: bool):
-    """Sends file descriptor 2 to /dev/null: TensorFlow's C++ start-up lines bypass Python."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def import_keras(verbose: bool = False):
-    """Imports TensorFlow and Keras quietly (unless ``verbose``) and returns ``keras``."""
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    with _silenced_stderr(not verbose):
-        import keras
-        import tensorflow as tf
-
-        tf.constant(0)  # device discovery prints its lines on the first op
-    if not verbose:
-        tf.get_logger().setLevel("ERROR")
-        try:
-            import absl.logging
-
-            absl.logging.set_verbosity(absl.logging.ERROR)
-        except ImportError:  # pragma: no cover - absl ships with TensorFlow
-            pass
-    return keras
 
 
 # ---- shared argument groups ---------------------------------------------------------------
@@ -104,35 +70,6 @@ def check_preset(name: str) -> str:
     return name
 
 
-def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    """Prints rows of dicts as an aligned plain-text table."""
-    if not rows:
-        return
-    columns = columns or list(rows[0])
-
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4g}"
-        if isinstance(v, int) and not isinstance(v, bool):
-            return f"{v:,}"
-        return str(v)
-
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths)))
-
-
-def _numeric(text: str) -> bool:
-    try:
-        float(text.replace(",", ""))
-    except ValueError:
-        return False
-    return True
-
-
 # ---- commands -------------------------------------------------------------------------------
 
 def _cmd_summary(args) -> int:
@@ -169,68 +106,25 @@ def _cmd_diagnose(args) -> int:
         raise UsageError(f"model file {source!r} does not exist")
     if not is_file:
         check_preset(source)
-    if args.batch < 1:
-        raise UsageError(f"--batch must be at least 1; received --batch {args.batch}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0; received --seed {args.seed}")
     overrides = model_overrides(args)
     if is_file and overrides:
         raise UsageError(f"architecture overrides ({', '.join(sorted(overrides))}) apply to presets, not to the model file {source!r}")
-    keras = import_keras(args.verbose)
-    import numpy as np
+    import_keras(args.verbose)
+    from keras_resnet.diagnostics import run_diagnosis
 
-    from keras_resnet import diagnostics
-    from keras_resnet.models import ResNet
-
-    model = keras.saving.load_model(source) if is_file else None
-    # A fresh model's moving statistics are 0 and 1, so only batch statistics normalise it.
-    training = {"batch": True, "moving": False}.get(args.bn_stats, not is_file)
-    data, x, y = None, None, None
-    if args.dataset == "digits":
-        try:
-            from keras_resnet.data import load_dataset, preprocessing
-        except ImportError:
-            print("note: keras_resnet.data.load_dataset is not available; using seeded random data")
-        else:
-            shape = model.input_shape[1:] if model is not None else overrides.get("input_shape")
-            data = load_dataset("digits", image_size=shape[0] if shape else None, batch_size=args.batch,
-                                seed=args.seed, augment=False)
-            if tuple(shape or data.input_shape) != tuple(data.input_shape):
-                raise UsageError(f"the digits come as images of shape {tuple(data.input_shape)}; "
-                                 f"received a model input shape of {tuple(shape)}")
-            x, y = (t.numpy() for t in next(iter(data.train)))
-            overrides.update(input_shape=data.input_shape, classes=data.num_classes)
-    if model is None:
-        keras.utils.set_random_seed(args.seed)
-        model = ResNet.from_preset(source, **overrides)
-    raw = diagnostics.takes_raw_pixels(model)
-    if x is None:
-        rng = np.random.default_rng(args.seed)
-        shape = (args.batch, *model.input_shape[1:])
-        x = rng.uniform(0, 255, shape) if raw else rng.normal(size=shape)
-        y = rng.integers(0, model.output_shape[-1], args.batch)
-    elif not raw:
-        x = preprocessing(data)(x).numpy()
-    results = diagnostics.compare(model, x, y, plain=not args.no_plain, seed=args.seed, training=training)
+    report = run_diagnosis(source, dataset=args.dataset, batch=args.batch, seed=args.seed, bn_stats=args.bn_stats,
+                           plain=not args.no_plain, out=args.out, **overrides)
+    results, meta = report["results"], report["meta"]
     if is_file and len(results) > 1:
-        print(f"note: {list(results)[1]} is freshly initialised; {model.name} has the file's weights")
+        print(f"note: {list(results)[1]} is freshly initialised; {list(results)[0]} has the file's weights")
     columns = ["block", "reference", "residual_ratio", "cosine", "grad_norm", "weight_grad_norm", "response_std"]
-    summary = []
     for name, rows in results.items():
         print(f"\n{name}")
         print_table(rows, columns)
-        summary.append({"model": name, **diagnostics.gradient_summary(rows)})
-    stats = "batch" if training else "moving"
-    data_note = f"digits ({'raw pixels' if raw else 'standardised'})" if data else "random (seeded)"
     print(f"\nGradient highway: loss-gradient norm at the first and last block "
-          f"(BatchNorm on {stats} statistics, {data_note} batch of {len(x)})")
-    print_table(summary)
-    json_path, png_path = os.path.join(args.out, "diagnostics.json"), os.path.join(args.out, "diagnostics.png")
-    meta = dict(model=source, input_shape=list(model.input_shape[1:]), batch=len(x), seed=args.seed,
-                data=data_note, bn_statistics=stats)
-    diagnostics.write_json({**meta, "summary": summary, "results": results}, json_path)
-    diagnostics.plot_diagnostics(results, png_path, title=f"{' vs '.join(results)}: {data_note}, BatchNorm {stats} statistics")
-    print(f"\nwrote {json_path} and {png_path}")
+          f"(BatchNorm on {meta['bn_statistics']} statistics, {meta['data']} batch of {meta['batch']})")
+    print_table(report["summary"])
+    print(f"\nwrote {report['json']} and {report['png']}")
     return 0
 
 
@@ -256,7 +150,7 @@ def _cmd_train(args) -> int:
         from keras_resnet.training import distribution_strategy
 
         # Collective ops must be configured before TensorFlow's first operation (import_keras runs one).
-        with _silenced_stderr(not args.verbose):
+        with silenced_stderr(not args.verbose):
             distribution_strategy("multi_worker")
     import_keras(args.verbose)
     from keras_resnet.training import TrainingDiverged, train
@@ -291,7 +185,7 @@ def _cmd_export(args) -> int:
     if not args.dataset:
         print("note: no --dataset; verifying parity on random images (no accuracy figures)")
     try:
-        with _replayed_warnings(args.verbose):
+        with replayed_warnings(args.verbose):
             records = export_trained(
                 args.model, args.name, base=args.base, version=args.export_version, tflite=tflite,
                 dataset=args.dataset, data_dir=args.data_dir, int8_io=args.int8_io,
@@ -302,22 +196,6 @@ def _cmd_export(args) -> int:
         return 1
     _print_export_report(records, os.path.join(args.base, args.name, "export_report.json"))
     return 0 if all(r["passed"] for r in records) else 1
-
-
-@contextlib.contextmanager
-def _replayed_warnings(verbose: bool):
-    """Hides the TFLite converter's C++ log lines; replays keras_resnet's own warnings."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        try:
-            with _silenced_stderr(not verbose):
-                yield
-        finally:
-            for w in caught:
-                if "keras_resnet" in w.filename:
-                    print(f"warning: {w.message}", file=sys.stderr)
 
 
 def _print_export_report(records: list[dict], report_path: str) -> None:
@@ -334,7 +212,7 @@ def _cmd_demo(args) -> int:
     from keras_resnet.pipeline import DemoSettings, demo
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
-    with _replayed_warnings(args.verbose):
+    with replayed_warnings(args.verbose):
         result = demo(out=args.out, base=args.base, name=args.name, settings=settings, seed=args.seed,
                       verbose=args.progress)
     search = result["search"]
@@ -404,7 +282,7 @@ def _cmd_tune(args) -> int:
     if args.export and result.best_model is not None:
         from keras_resnet.pipeline import export_trained
 
-        with _replayed_warnings(args.verbose):
+        with replayed_warnings(args.verbose):
             records = export_trained(os.path.join(args.out, "best_model.keras"), args.export_name,
                                      base=args.export_base, dataset=args.dataset, data_dir=args.data_dir)
         _print_export_report(records, os.path.join(args.export_base, args.export_name, "export_report.json"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 
 import keras
@@ -439,3 +440,80 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         self.history.append({"epoch": epoch + 1, "logs": logs, "blocks": rows})
         if self.out:
             write_json({"model": self.model.name, "history": self.history}, self.out)
+
+
+def run_diagnosis(
+    model,
+    *,
+    dataset: str = "random",
+    batch: int = 32,
+    seed: int = 0,
+    bn_stats: str = "auto",
+    plain: bool = True,
+    out: str | os.PathLike = "runs/diagnose",
+    **overrides,
+) -> dict:
+    """Diagnoses a preset (against its plain twin) or a saved model; writes a JSON and a plot.
+
+    Args:
+        model: a preset name (built with ``overrides`` and ``seed``) or a ``.keras`` path.
+        dataset: ``"random"`` (seeded images) or ``"digits"`` (a batch of the training split).
+        batch: images in the measured batch.
+        seed: seeds the fresh weights and the data.
+        bn_stats: ``"batch"``, ``"moving"`` or ``"auto"`` (batch statistics for a fresh preset,
+            whose moving statistics are still 0 and 1; moving statistics for a trained file).
+        plain: also diagnose the plain twin of a ResNet.
+        out: folder for ``diagnostics.json`` and ``diagnostics.png``.
+        **overrides: ``ResNet`` arguments for a preset.
+
+    Returns:
+        ``{"results": {model name: rows}, "summary": [gradient summaries], "meta": {...},
+        "json": path, "png": path}``.
+
+    Example:
+    >>> # run_diagnosis("resnet110", input_shape=(16, 16, 1), bn_stats="batch")
+    """
+    from keras_resnet.models import ResNet
+
+    if dataset not in ("random", "digits"):
+        raise ValueError(f"dataset must be 'random' or 'digits'; received dataset={dataset!r}")
+    if bn_stats not in ("auto", "batch", "moving"):
+        raise ValueError(f"bn_stats must be 'auto', 'batch' or 'moving'; received bn_stats={bn_stats!r}")
+    for name, value, low in (("batch", batch, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}; received {name}={value!r}")
+    is_file = str(model).endswith(".keras")
+    loaded = keras.saving.load_model(model) if is_file else None
+    training = {"batch": True, "moving": False}.get(bn_stats, not is_file)
+    data = x = y = None
+    if dataset == "digits":
+        from keras_resnet.data import load_dataset, preprocessing
+
+        shape = loaded.input_shape[1:] if loaded is not None else overrides.get("input_shape")
+        data = load_dataset("digits", image_size=shape[0] if shape else None, batch_size=batch, seed=seed, augment=False)
+        if tuple(shape or data.input_shape) != tuple(data.input_shape):
+            raise ValueError(f"the digits come as images of shape {tuple(data.input_shape)}; "
+                             f"received a model input shape of {tuple(shape)}")
+        x, y = (t.numpy() for t in next(iter(data.train)))
+        overrides.update(input_shape=data.input_shape, classes=data.num_classes)
+    if loaded is None:
+        keras.utils.set_random_seed(seed)
+        loaded = ResNet.from_preset(model, **overrides)
+    raw = takes_raw_pixels(loaded)
+    if x is None:
+        rng = np.random.default_rng(seed)
+        shape = (batch, *loaded.input_shape[1:])
+        x = rng.uniform(0, 255, shape) if raw else rng.normal(size=shape)
+        y = rng.integers(0, loaded.output_shape[-1], batch)
+    elif not raw:
+        x = preprocessing(data)(x).numpy()
+    results = compare(loaded, x, y, plain=plain, seed=seed, training=training)
+    summary = [{"model": name, **gradient_summary(rows)} for name, rows in results.items()]
+    stats = "batch" if training else "moving"
+    data_note = f"digits ({'raw pixels' if raw else 'standardised'})" if data else "random (seeded)"
+    meta = dict(model=str(model), input_shape=list(loaded.input_shape[1:]), batch=len(x), seed=seed,
+                data=data_note, bn_statistics=stats)
+    json_path, png_path = os.path.join(out, "diagnostics.json"), os.path.join(out, "diagnostics.png")
+    write_json({**meta, "summary": summary, "results": results}, json_path)
+    plot_diagnostics(results, png_path, title=f"{' vs '.join(results)}: {data_note}, BatchNorm {stats} statistics")
+    return {"results": results, "summary": summary, "meta": meta, "json": json_path, "png": png_path}

@@ -263,9 +263,9 @@ def test_diagnose_command_on_a_file_and_on_digits(tmp_path, capsys):
     [
         (["resnet21"], "unknown model 'resnet21'"),
         (["no/such/model.keras"], "model file 'no/such/model.keras' does not exist"),
-        (["resnet20", "--batch", "0"], "received --batch 0"),
+        (["resnet20", "--batch", "0"], "received batch=0"),
         (["resnet20", "--depth", "21"], "received depth=21"),
-        (["resnet20", "--seed", "-1"], "received --seed -1"),
+        (["resnet20", "--seed", "-1"], "received seed=-1"),
         (["resnet20", "--dataset", "digits", "--input-shape", "8", "8", "3"], "received a model input shape of (8, 8, 3)"),
     ],
 )
