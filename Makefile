@@ -28,8 +28,13 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 10 min).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The GPU suite (an NVIDIA GPU; without one it refuses with exit status 2).
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
 
 # Rebuilds the committed reference export in saved_models/digits_resnet/ (version 1).
 reference-export: $(STAMP)
