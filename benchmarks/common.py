@@ -157,6 +157,12 @@ class Contention:
 _CONTENTION = Contention()  # started at import: covers the whole benchmark script
 
 
+def reset_contention() -> None:
+    """Starts the contention record that :func:`machine` reports afresh (after waiting)."""
+    global _CONTENTION
+    _CONTENTION = Contention()
+
+
 def busy_cores(seconds: float = 5.0) -> float | None:
     """Cores that other processes keep busy, sampled over ``seconds`` (None off Linux)."""
     probe = Contention()
@@ -165,10 +171,10 @@ def busy_cores(seconds: float = 5.0) -> float | None:
 
 
 def wait_for_quiet(max_load: float = 1.5, max_wait_s: float = 1200, poll_s: float = 60,
-                   max_busy: float = 0.5) -> dict:
+                   max_busy: float = 0.5, sample_s: float = 5.0) -> dict:
     """Waits until the machine is quiet, at most ``max_wait_s``.
 
-    Quiet: the 1-minute load average is below ``max_load`` and, over a 5-second sample, other
+    Quiet: the 1-minute load average is below ``max_load`` and, over a ``sample_s`` sample, other
     processes keep fewer than ``max_busy`` cores busy (one busy job holds a 2-core machine's load
     near 1: below 1.5, yet half the machine). Returns ``{"load_before": [1, 5, 15 min],
     "busy_cores_before": n, "waited_seconds": s, "quiet": bool}``.
@@ -176,7 +182,7 @@ def wait_for_quiet(max_load: float = 1.5, max_wait_s: float = 1200, poll_s: floa
     started = time.monotonic()
     while True:
         load = load_average()
-        busy = busy_cores() if not load or load[0] < max_load else None
+        busy = busy_cores(sample_s) if not load or load[0] < max_load else None
         waited = time.monotonic() - started
         state = {"load_before": load, "busy_cores_before": busy, "waited_seconds": round(waited)}
         if (not load or load[0] < max_load) and (busy is None or busy < max_busy):

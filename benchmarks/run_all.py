@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import common  # noqa: E402
 from common import RESULTS, Contention, load_average, print_ratios, wait_for_quiet  # noqa: E402
 
 # name -> (script, result file); in the order they run.
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
     print(f"load average before the run: {quiet['load_before']}, other processes busy on "
           f"{quiet['busy_cores_before']} cores (waited {quiet['waited_seconds']} s)", flush=True)
 
+    common.reset_contention()  # the result files' "contention" covers the run, not the waiting
     started, contention = time.perf_counter(), Contention()
     ratios, status = run(names, args.quick, results, {"BENCH_LOAD_BEFORE": json.dumps(quiet["load_before"])})
     seconds = time.perf_counter() - started
