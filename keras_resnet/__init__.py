@@ -25,6 +25,7 @@ _EXPORTS = {
     "ResidualBlock": "keras_resnet.blocks",
     "BasicBlock": "keras_resnet.blocks",
     "BottleneckBlock": "keras_resnet.blocks",
+    "FusedBatchNormalization": "keras_resnet.layers",
     "load_dataset": "keras_resnet.data",
     "identity_closeness": "keras_resnet.diagnostics",
     "gradient_norms": "keras_resnet.diagnostics",

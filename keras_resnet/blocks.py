@@ -24,6 +24,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_resnet.layers import FusedBatchNormalization
 from keras_resnet.presets import (  # noqa: F401 - re-exported: the names belong with the blocks
     BLOCK_TYPES,
     SHORTCUT_ALIASES,
@@ -167,7 +168,7 @@ class ResidualBlock(keras.layers.Layer):
         return layers
 
     def _bn(self, name: str, zero=False):
-        return keras.layers.BatchNormalization(
+        return FusedBatchNormalization(
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
             gamma_initializer="zeros" if zero else "ones",

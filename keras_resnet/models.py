@@ -19,6 +19,7 @@ from keras_resnet.blocks import (
     normalize_shortcut,
     normalize_version,
 )
+from keras_resnet.layers import FusedBatchNormalization
 from keras_resnet.presets import PRESETS
 from keras_resnet.weights import check_weights, load_weights
 
@@ -333,7 +334,7 @@ def _build_graph(c: dict, blocks: tuple, dtype) -> tuple:
         return max(1, int(round(filters * c["width_multiplier"])))
 
     def bn(name):
-        return keras.layers.BatchNormalization(
+        return FusedBatchNormalization(
             momentum=c["bn_momentum"], epsilon=c["bn_epsilon"], name=name, dtype=dtype
         )
 

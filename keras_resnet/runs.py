@@ -1,16 +1,23 @@
 """A training run's folder: what :func:`keras_resnet.training.train` writes, and how it resumes.
 
-The folder holds ``model.keras`` (best by validation accuracy), ``history.csv`` (one row per
-epoch), ``curves.png``, ``metrics.json`` and ``state.json``; ``backup/`` holds
-``keras.callbacks.BackupAndRestore``'s checkpoint while the run is unfinished, and ``logs/`` the
-optional TensorBoard logs.
+The folder holds ``history.csv`` (one row per epoch) and ``state.json`` from the first epoch
+on; ``model.keras`` (best by validation accuracy), ``curves.png`` and ``metrics.json`` once the
+run has finished; ``backup/resume.npz`` while it is unfinished; ``logs/`` the optional
+TensorBoard logs.
 
-``state.json`` is the resume record: the run's *signature* (model, overrides, dataset and
-settings), whether it finished, the history rows, the best epoch and one entry per session.
-A second call with the same signature continues an unfinished run from its last finished epoch;
-another signature, or a finished run, is refused unless the caller overwrites. Every file is
-written atomically (:mod:`keras_resnet.fileio`), so a kill at any moment leaves either the old
-file or the new one.
+``state.json`` records the run's *signature* (model, overrides, dataset and settings), whether
+it finished, the history rows, the best epoch and one entry per session. A second call with the
+same signature continues an unfinished run from its last finished epoch; another signature, or
+a finished run, is refused unless the caller overwrites.
+
+``backup/resume.npz`` (:class:`Checkpoint`) is what resuming restores: after every epoch, one
+file with the model's variables, the optimizer's (its step count and momentum), the best
+epoch's weights and the state, so that all of them always belong to the same epoch. It replaces
+``keras.callbacks.BackupAndRestore``, which cost 136 ms per epoch here against 16 ms (a
+TensorFlow checkpoint written twice), and saving ``model.keras`` at every improvement (135 ms):
+the best weights stay in memory and in the backup, and ``model.keras`` is written once, at the
+end. Every file is written atomically (:mod:`keras_resnet.fileio`), so a kill at any moment
+leaves either the old file or the new one.
 
 This module imports Keras and matplotlib only when they are used.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
@@ -108,35 +116,123 @@ def prepare(out: Path, signature: dict, overwrite: bool) -> dict:
     return state
 
 
-def callbacks(folder: Path, state: dict, monitor: str | None, tensorboard: bool = False) -> list:
+class Checkpoint:
+    """The run's resume file, ``backup/resume.npz``, and the best epoch's weights in memory.
+
+    :meth:`save` writes, in one atomic file: the model's variables (``model.get_weights()``:
+    trainable, and BatchNorm's moving statistics), the optimizer's variables (step count and
+    momentum, so the learning-rate schedule and SGD continue where they stopped), the best
+    epoch's weights (left out while the best epoch is the last one) and the run's state as JSON.
+    :meth:`restore` puts all of it back. The file stays until :func:`finish`: a crash while the
+    finished run is being evaluated does not mean training again.
+
+    Args:
+        folder: the run's folder.
+
+    Example:
+    >>> # checkpoint = Checkpoint(out); initial_epoch = checkpoint.restore(model, state)
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "backup" / "resume.npz"
+        self.best: list | None = None  # the best epoch's weights (numpy arrays)
+
+    def save(self, model, state: dict) -> None:
+        """Writes the resume file for the epoch that ``state["history"]`` ends with."""
+        import numpy as np
+
+        weights = model.get_weights()
+        optimizer = [np.asarray(v) for v in model.optimizer.variables]
+        epoch = state["history"][-1]["epoch"] if state["history"] else 0
+        best_is_last = self.best is None or (state["best"] or {}).get("epoch") == epoch
+        arrays = {f"w{i}": w for i, w in enumerate(weights)}
+        arrays.update({f"o{i}": v for i, v in enumerate(optimizer)})
+        if not best_is_last:
+            arrays.update({f"b{i}": w for i, w in enumerate(self.best)})
+        meta = {"format": STATE_FORMAT, "epoch": epoch, "weights": len(weights), "optimizer": len(optimizer),
+                "best_is_last": best_is_last, "state": state}
+        arrays["meta"] = np.array(json.dumps(meta, default=str))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        fileio.write_bytes(self.path, buffer.getvalue())
+
+    def restore(self, model, state: dict) -> int:
+        """Loads the resume file, if there is one, into ``model``, its optimizer and ``state``.
+
+        Returns:
+            The number of finished epochs (``initial_epoch`` for ``model.fit``); 0 without a file.
+
+        Raises:
+            ValueError: the file does not fit the model (another architecture).
+        """
+        import numpy as np
+
+        if not self.path.exists():
+            return 0
+        with np.load(self.path) as stored:
+            meta = json.loads(str(stored["meta"]))
+            weights = [stored[f"w{i}"] for i in range(meta["weights"])]
+            optimizer = [stored[f"o{i}"] for i in range(meta["optimizer"])]
+            best = None if meta["best_is_last"] else [stored[f"b{i}"] for i in range(meta["weights"])]
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        expected = [tuple(w.shape) for w in model.weights] + [tuple(v.shape) for v in model.optimizer.variables]
+        found = [w.shape for w in weights] + [v.shape for v in optimizer]
+        if expected != found:
+            raise ValueError(
+                f"{self.path} holds {len(weights)} model and {len(optimizer)} optimizer variables that do not "
+                f"fit this model ({len(model.weights)} and {len(model.optimizer.variables)}, or other shapes); "
+                "remove it or overwrite to start the run afresh"
+            )
+        model.set_weights(weights)
+        for variable, value in zip(model.optimizer.variables, optimizer):
+            variable.assign(value)
+        self.best = best if best is not None else [w.copy() for w in weights]
+        state.update({k: v for k, v in meta["state"].items() if k != "signature"})
+        return int(meta["epoch"])
+
+    def best_weights(self, model) -> list:
+        """The best epoch's weights (the model's own when no epoch was recorded)."""
+        return self.best if self.best is not None else model.get_weights()
+
+
+def callbacks(folder: Path, state: dict, monitor: str | None, checkpoint: Checkpoint,
+              tensorboard: bool = False) -> list:
     """The callbacks that keep ``folder`` current during ``model.fit``, in the order they need.
 
-    Per epoch: the history row, the best model (by ``monitor``; every epoch's when None) and
-    ``state.json``, then the backup that resuming restores. A NaN or infinite loss raises
+    Per epoch: the best weights (by ``monitor``; every epoch's when None), the resume file
+    (``checkpoint``), then ``history.csv`` and ``state.json``. A NaN or infinite loss raises
     :class:`TrainingDiverged` at once.
 
     Args:
         folder: the run's folder (a scratch folder on workers other than the chief).
         state: from :func:`prepare`; updated in place.
         monitor: the log key that picks the best model (``"val_accuracy"``), or None.
+        checkpoint: the run's :class:`Checkpoint` (restored before ``fit``).
         tensorboard: also write TensorBoard logs to ``folder/logs``.
 
     Returns:
         A list of ``keras.callbacks.Callback``.
 
     Example:
-    >>> # model.fit(train_ds, epochs=30, callbacks=callbacks(out, state, "val_accuracy"))
+    >>> # model.fit(train_ds, epochs=30, callbacks=callbacks(out, state, "val_accuracy", checkpoint))
     """
     import keras
 
     classes = _callback_classes()
-    result = [classes.TerminateOnNaN(folder / "backup"), classes.Recorder(folder, state, monitor)]
+    result = [classes.TerminateOnNaN(folder / "backup"), classes.Recorder(folder, state, monitor, checkpoint)]
     if tensorboard:
         result.append(keras.callbacks.TensorBoard(log_dir=str(folder / "logs")))
-    # Last, so that an epoch's history row and best model are on disk before its backup. Kept
-    # until metrics.json is written: a crash during the evaluation must not mean retraining.
-    result.append(keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True, delete_checkpoint=False))
     return result
+
+
+def save_model(model, path: Path) -> None:
+    """Saves ``model`` as a ``.keras`` file atomically."""
+    # Keras saves only to a path that ends in .keras (not to a file object), so fileio cannot
+    # stream it: save beside the target, then rename over it.
+    tmp = path.parent / f".{path.stem}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
 
 
 def finish(folder: Path, state: dict, metrics: dict, keep: bool = True) -> None:
@@ -204,12 +300,14 @@ def _callback_classes():
     import keras
 
     class Recorder(keras.callbacks.Callback):
-        """Per epoch: the history row (one per epoch, rewritten atomically), the best model
-        (saved atomically when the monitored value improves), and the resume record."""
+        """Per epoch: the best weights (copied when the monitored value improves), the resume
+        file, then the history row (one per epoch) and ``state.json``. The resume file comes
+        first and holds the state too, so a kill between the writes loses nothing: resuming
+        takes the state from it."""
 
-        def __init__(self, out: Path, state: dict, monitor: str | None):
+        def __init__(self, out: Path, state: dict, monitor: str | None, checkpoint: Checkpoint):
             super().__init__()
-            self.out, self.state, self.monitor = out, state, monitor
+            self.out, self.state, self.monitor, self.checkpoint = out, state, monitor, checkpoint
             self.first_epoch = None
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -227,13 +325,10 @@ def _callback_classes():
             best = self.state["best"]
             value = row.get(self.monitor) if self.monitor else None
             if self.monitor is None or best is None or value > best["value"]:
-                # Keras saves only to a path that ends in .keras (not to a file object), so
-                # fileio cannot stream it: save beside the target, then rename over it.
-                tmp = self.out / ".model.tmp.keras"
-                self.model.save(tmp)
-                os.replace(tmp, self.out / "model.keras")
+                self.checkpoint.best = self.model.get_weights()
                 self.state["best"] = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
             self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch + 1] + [row]
+            self.checkpoint.save(self.model, self.state)
             fileio.write_csv(self.out / "history.csv", self.state["history"])
             fileio.write_json(self.out / "state.json", self.state)
 

@@ -388,6 +388,9 @@ def compile_model(model, config: TrainConfig, *, steps_per_epoch: int, epochs: i
         loss=loss, metrics=["accuracy"], jit_compile=settings["jit_compile"],
         steps_per_execution=settings["steps_per_execution"],
     )
+    # Built here, not inside the first traced step, where creating variables makes TensorFlow
+    # trace the step twice: 0.9 s less per compiled model on the CPU (measured, ResNet-20).
+    model.optimizer.build(model.trainable_variables)
     return {"lr": lr, "warmup_steps": warmup, "total_steps": total_steps, "epochs": epochs, "device": settings}
 
 
@@ -545,15 +548,24 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep):
         train_ds, val_ds, test_ds = (_labels(d, dataset.num_classes, one_hot) for d in (dataset.train, dataset.validation, dataset.test))
         # Workers other than the chief write into a scratch folder (tf.distribute's rule).
         write_dir = out if settings["is_chief"] else Path(tempfile.mkdtemp(prefix="keras-resnet-worker-"))
-        if state["history"] and verbose:
-            print(f"Resuming the run in {out}: {len(state['history'])} epochs done, continuing from the last backup")
+        checkpoint = runs.Checkpoint(write_dir)
+        with strategy.scope():
+            initial_epoch = checkpoint.restore(model, state)
+        if initial_epoch and verbose:
+            print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
         monitor = "val_accuracy" if val_ds is not None else None
-        callbacks = runs.callbacks(write_dir, state, monitor, tensorboard=config.tensorboard)
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+        callbacks = runs.callbacks(write_dir, state, monitor, checkpoint, tensorboard=config.tensorboard)
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=verbose, shuffle=False)
 
+        # The trained model with the best epoch's weights: its test function is already traced
+        # (validation), where a reloaded model.keras would trace again (0.34 s against 1.49 s).
         started = time.perf_counter()
-        best = keras.saving.load_model(str(write_dir / "model.keras"))
+        best = model
+        best.set_weights(checkpoint.best_weights(model))
         test_loss, test_accuracy = best.evaluate(test_ds, verbose=0)
+        if keep and settings["is_chief"]:
+            runs.save_model(best, write_dir / "model.keras")
         rows = state["history"]
         metrics = {
             "model": best.name, "dataset": dataset.name,

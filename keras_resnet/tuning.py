@@ -210,13 +210,20 @@ class ResNetHyperModel(_HyperModelBase):
 
     # -- KerasTuner's interface --------------------------------------------------------------
     def build(self, hp):
-        from keras_resnet.training import build_model, compile_model
+        """Builds and compiles the trial's model with the device's dtype policy.
+
+        KerasTuner calls ``keras.backend.clear_session()`` before each trial, which resets the
+        global dtype policy; the device scope sets it again, so trials on a GPU run in mixed
+        precision as ``train`` does.
+        """
+        from keras_resnet.training import build_model, compile_model, device_scope
 
         values = self.declare(hp)
         config = self.config_for(values)
         arch = {k: v for k, v in values.items() if k in ("depth", "shortcut", "version", "width_multiplier", "zero_init_residual")}
-        model = build_model(BASE_PRESET[self.space.style], self.meta, weight_decay=config.weight_decay, **arch)
-        compile_model(model, config, steps_per_epoch=self._steps(config), epochs=config.epochs or 1)
+        with device_scope(config):
+            model = build_model(BASE_PRESET[self.space.style], self.meta, weight_decay=config.weight_decay, **arch)
+            compile_model(model, config, steps_per_epoch=self._steps(config), epochs=config.epochs or 1)
         return model
 
     def fit(self, hp, model, *args, epochs: int = 1, initial_epoch: int = 0, **kwargs):
@@ -305,11 +312,42 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
 
 
 class _TrialLog:
-    """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``.
+    """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``, and keeps
+    KerasTuner's clean-up between trials cheap.
 
-    It says which tuner (worker) ran which trial and for how long, so a resumed or distributed
-    search can be checked: every trial ends exactly once.
+    The log says which tuner (worker) ran which trial and for how long, so a resumed or
+    distributed search can be checked: every trial ends exactly once.
+
+    Before each trial KerasTuner clears the Keras session and runs a full garbage collection,
+    which walks every object of TensorFlow and Keras: 0.9 s per trial here. Objects that are
+    alive at the search's start, and those still alive after the clean-up at a trial's start,
+    are moved out of the collector's sight (``gc.freeze``), so each collection walks only what
+    the previous trial left; ``gc.unfreeze`` at the end hands them back.
     """
+
+    def on_search_begin(self):
+        import gc
+
+        super().on_search_begin()
+        gc.freeze()  # what the process holds now: modules, the data (and a little garbage, once)
+
+    def on_trial_begin(self, trial):
+        import gc
+
+        import keras
+
+        super().on_trial_begin(trial)
+        # The previous trial's model becomes garbage only once the session is cleared: clear and
+        # collect first, so that only what is really alive is frozen.
+        keras.backend.clear_session()
+        gc.collect()
+        gc.freeze()
+
+    def on_search_end(self):
+        import gc
+
+        super().on_search_end()
+        gc.unfreeze()
 
     def run_trial(self, trial, *args, **kwargs):
         import json

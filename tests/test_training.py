@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import cli
+from keras_resnet import cli, runs
 from keras_resnet.data import load_dataset
 from keras_resnet.training import (
     TrainConfig,
@@ -225,19 +225,76 @@ def test_train_writes_the_run_and_refuses_to_redo_it(tmp_path):
     assert not list(out.glob(".*tmp*"))
 
 
+def _compiled_tiny_model(data, seed):
+    keras.utils.set_random_seed(seed)
+    model = build_model("resnet20", data, **TINY)
+    compile_model(model, TrainConfig(epochs=3), steps_per_epoch=data.steps_per_epoch)
+    return model
+
+
+def test_checkpoint_restores_weights_optimizer_best_epoch_and_state(tmp_path):
+    data = load_dataset("digits", image_size=8, batch_size=256)
+    model = _compiled_tiny_model(data, seed=1)
+    checkpoint = runs.Checkpoint(tmp_path)
+    state = {"history": [], "best": None, "sessions": [], "signature": {"model": "a"}}
+    model.fit(data.train, epochs=1, verbose=0, shuffle=False)
+    checkpoint.best = model.get_weights()  # epoch 1 is the best ...
+    state["best"] = {"epoch": 1, "monitor": "val_accuracy", "value": 0.5}
+    model.fit(data.train, epochs=1, verbose=0, shuffle=False)  # ... and epoch 2 the last
+    state["history"] = [{"epoch": 1}, {"epoch": 2}]
+    checkpoint.save(model, state)
+
+    fresh = _compiled_tiny_model(data, seed=2)
+    restored_state = {"history": [], "best": None, "sessions": [], "signature": {"model": "kept"}}
+    again = runs.Checkpoint(tmp_path)
+    assert again.restore(fresh, restored_state) == 2
+    for ours, theirs in zip(fresh.weights, model.weights):  # BN moving statistics included
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    for ours, theirs in zip(fresh.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert int(fresh.optimizer.iterations) == 2 * data.steps_per_epoch  # the schedule continues
+    for ours, theirs in zip(again.best_weights(fresh), checkpoint.best):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not all(np.array_equal(a, b) for a, b in zip(again.best, fresh.get_weights()))
+    assert restored_state["history"] == state["history"] and restored_state["best"] == state["best"]
+    assert restored_state["signature"] == {"model": "kept"}
+
+    # When the best epoch is the last, its weights are not stored twice.
+    state["best"]["epoch"] = 2
+    checkpoint.save(model, state)
+    with np.load(checkpoint.path) as stored:
+        assert not any(name.startswith("b") for name in stored.files)
+    third = runs.Checkpoint(tmp_path)
+    third.restore(_compiled_tiny_model(data, seed=3), {})
+    for ours, theirs in zip(third.best, model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    data = load_dataset("digits", image_size=8, batch_size=256)
+    checkpoint = runs.Checkpoint(tmp_path)
+    checkpoint.save(_compiled_tiny_model(data, seed=1), {"history": [{"epoch": 1}], "best": None})
+    keras.utils.set_random_seed(0)
+    other = build_model("resnet20", data, depth=14)
+    compile_model(other, TrainConfig(epochs=3), steps_per_epoch=data.steps_per_epoch)
+    with pytest.raises(ValueError, match=r"resume.npz holds \d+ model and \d+ optimizer variables that do not fit"):
+        runs.Checkpoint(tmp_path).restore(other, {})
+    assert runs.Checkpoint(tmp_path / "empty").restore(other, {}) == 0
+
+
 def test_a_crash_after_the_last_epoch_does_not_retrain(tmp_path, monkeypatch):
     out = tmp_path / "run"
     config = TrainConfig(epochs=2, **TINY_CONFIG)
-    load_model = keras.saving.load_model
+    save_model = runs.save_model
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt  # killed while evaluating the best model
+        raise KeyboardInterrupt  # killed after the evaluation, while saving the best model
 
-    monkeypatch.setattr(keras.saving, "load_model", crash)
+    monkeypatch.setattr(runs, "save_model", crash)
     with pytest.raises(KeyboardInterrupt):
         train("resnet20", "digits", config, out=out, verbose=0, **TINY)
-    assert (out / "backup").is_dir() and not (out / "metrics.json").exists()
-    monkeypatch.setattr(keras.saving, "load_model", load_model)
+    assert (out / "backup" / "resume.npz").is_file() and not (out / "metrics.json").exists()
+    monkeypatch.setattr(runs, "save_model", save_model)
     result = train("resnet20", "digits", config, out=out, verbose=0, **TINY)
     assert len(result.metrics["sessions"]) == 1  # no epoch ran again
     assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == [1, 2]
