@@ -93,3 +93,22 @@ def test_config_round_trip_and_bad_fused_value(tmp_path):
     assert type(loaded.layers[-1]) is FusedBatchNormalization
     with pytest.raises(ValueError, match=r"fused must be None, True or False; received fused='yes'"):
         FusedBatchNormalization(fused="yes")
+
+
+def test_the_fused_step_compiles_with_xla_as_on_a_gpu():
+    # GPUs train with jit_compile=True; the fused kernel must lower to XLA (here on the CPU).
+    ours, theirs = _pair()
+    x = tf.constant(np.random.default_rng(5).normal(size=(2, 5, 6, 4)).astype("float32"))
+
+    def step(layer):
+        with tf.GradientTape() as tape:
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.square(y))
+        return y, tape.gradient(loss, layer.trainable_weights)
+
+    y1, g1 = tf.function(lambda: step(ours), jit_compile=True)()
+    y2, g2 = step(theirs)
+    np.testing.assert_allclose(y1.numpy(), y2.numpy(), atol=2e-5)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=1e-5)
