@@ -132,6 +132,46 @@ def test_space_size_counts_conditional_choices():
     assert space.size() == 2 * (2 * 2 + 1)
 
 
+def test_trials_keep_the_device_dtype_policy_after_keras_tuner_clears_the_session():
+    import keras
+
+    from keras_resnet.training import TrainConfig
+
+    hm = ResNetHyperModel((8, 8, 1), 3, mean=[100.0], std=[50.0], space=SearchSpace(depths=[8]),
+                          train_config=TrainConfig(mixed_precision=True), steps_per_epoch=2)
+    keras.config.set_dtype_policy("mixed_float16")  # as search() sets it on a GPU ...
+    keras.backend.clear_session()  # ... and as KerasTuner resets it before every trial
+    assert keras.config.dtype_policy().name == "float32"
+    model = hm.build(kt.HyperParameters())
+    assert inner_resnet(model).dtype_policy.name == "mixed_float16"
+    assert model.optimizer.__class__.__name__ == "LossScaleOptimizer"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+
+
+class _FreezeRecorder(ResNetHyperModel):
+    frozen: list = []
+
+    def build(self, hp):
+        import gc
+
+        type(self).frozen.append(gc.get_freeze_count())
+        return super().build(hp)
+
+
+def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_path):
+    import gc
+
+    hm = _FreezeRecorder((8, 8, 1), 3, mean=[100.0], std=[50.0], space=SearchSpace(depths=[8, 14], shortcuts=["A"], versions=["v1"]),
+                         steps_per_epoch=2)
+    tuner = make_tuner("grid", hm, directory=tmp_path, max_epochs=1)
+    _FreezeRecorder.frozen = []
+    tuner.search(tiny_data(), validation_data=tiny_data(), epochs=1, verbose=0)
+    # In each trial the collector skips what was alive before it: TensorFlow, Keras, the data.
+    assert len(_FreezeRecorder.frozen) == 2 and min(_FreezeRecorder.frozen) > 100_000
+    assert gc.get_freeze_count() == 0
+    assert len(tuner.oracle.get_best_trials(2)) == 2
+
+
 def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
     out = tmp_path / "search"
     code = cli.main(["tune", "--out", str(out), *SMALL, "--max-trials", "2", "--shortcuts", "A", "none",
