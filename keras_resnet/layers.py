@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import keras
 
+MIN_FUSED_EPSILON = 1.001e-5
+
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
@@ -27,7 +29,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     renormalisation and no cross-replica synchronisation. Otherwise, and always at inference,
     the layer is Keras's. On the fused path the moving variance is updated with the batch's
     biased variance, as Keras does (the kernel's unbiased output is rescaled), so both paths
-    give the same statistics up to float rounding.
+    give the same statistics up to float rounding. An ``epsilon`` below 1.001e-5 is raised to
+    it on the fused path (cuDNN's minimum, as ``tf.nn.fused_batch_norm`` does).
 
     Args:
         fused: None or True use the fused kernel where it applies; False never.
@@ -64,8 +67,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones((channels,), tf.float32)
         offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros((channels,), tf.float32)
         empty = tf.constant([], tf.float32)
+        # cuDNN refuses an epsilon below its minimum (1e-5 in older versions); TensorFlow's own
+        # tf.nn.fused_batch_norm raises it to 1.001e-5 the same way. For the default 1e-5 the
+        # normaliser changes by 1e-8 in variance + epsilon.
+        epsilon = max(float(self.epsilon), MIN_FUSED_EPSILON)
         y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
+            x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=epsilon,
             exponential_avg_factor=1.0, data_format="NHWC", is_training=True,
         )
         # The kernel returns the unbiased variance (n / (n - 1)); Keras keeps the biased one.

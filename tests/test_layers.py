@@ -112,3 +112,15 @@ def test_the_fused_step_compiles_with_xla_as_on_a_gpu():
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=1e-5)
+
+
+def test_a_tiny_epsilon_is_raised_to_the_fused_minimum_on_the_fused_path_only():
+    from keras_resnet.layers import MIN_FUSED_EPSILON
+
+    ours, theirs = _pair(epsilon=1e-5)
+    x = np.random.default_rng(6).normal(size=(2, 5, 6, 4)).astype("float32")
+    graph = tf.function(lambda t: ours(t, training=True)).get_concrete_function(tf.constant(x)).graph
+    fused = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+    assert len(fused) == 1 and fused[0].get_attr("epsilon") == pytest.approx(MIN_FUSED_EPSILON)
+    assert ours.epsilon == 1e-5  # the layer's configuration is untouched
+    np.testing.assert_allclose(ours(x, training=True).numpy(), theirs(x, training=True).numpy(), atol=2e-5)
