@@ -16,8 +16,8 @@ epoch's weights and the state, so that all of them always belong to the same epo
 ``keras.callbacks.BackupAndRestore`` (a TensorFlow checkpoint written twice: 89 ms per epoch
 for a ResNet-20 on 2 CPU cores, against 13 ms) and saving ``model.keras`` at every improvement
 (90 ms): the best weights stay in memory and in the backup, and ``model.keras`` is written
-once, at the end. Every file is written atomically (:mod:`keras_resnet.fileio`), so a kill at any moment
-leaves either the old file or the new one.
+once, at the end. Every file is written atomically (:mod:`keras_resnet.fileio`), so a kill at
+any moment leaves either the old file or the new one.
 
 This module imports Keras and matplotlib only when they are used.
 """
@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -169,11 +170,14 @@ class Checkpoint:
 
         if not self.path.exists():
             return 0
-        with np.load(self.path) as stored:
-            meta = json.loads(str(stored["meta"]))
-            weights = [stored[f"w{i}"] for i in range(meta["weights"])]
-            optimizer = [stored[f"o{i}"] for i in range(meta["optimizer"])]
-            best = None if meta["best_is_last"] else [stored[f"b{i}"] for i in range(meta["weights"])]
+        try:
+            with np.load(self.path) as stored:
+                meta = json.loads(str(stored["meta"]))
+                weights = [stored[f"w{i}"] for i in range(meta["weights"])]
+                optimizer = [stored[f"o{i}"] for i in range(meta["optimizer"])]
+                best = None if meta["best_is_last"] else [stored[f"b{i}"] for i in range(meta["weights"])]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # not a file this module wrote
+            raise ValueError(f"{self.path} is not a readable resume file ({e}); remove it or overwrite") from None
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         expected = [tuple(w.shape) for w in model.weights] + [tuple(v.shape) for v in model.optimizer.variables]

@@ -280,6 +280,9 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"resume.npz holds \d+ model and \d+ optimizer variables that do not fit"):
         runs.Checkpoint(tmp_path).restore(other, {})
     assert runs.Checkpoint(tmp_path / "empty").restore(other, {}) == 0
+    checkpoint.path.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"resume.npz is not a readable resume file .*remove it or overwrite"):
+        runs.Checkpoint(tmp_path).restore(other, {})
 
 
 def test_a_crash_after_the_last_epoch_does_not_retrain(tmp_path, monkeypatch):
