@@ -322,7 +322,7 @@ class _TrialLog:
     which walks every object of TensorFlow and Keras: 0.9 s per trial here. Objects that are
     alive at the search's start, and those still alive after the clean-up at a trial's start,
     are moved out of the collector's sight (``gc.freeze``), so each collection walks only what
-    the previous trial left; ``gc.unfreeze`` at the end hands them back.
+    the previous trial left; ``gc.unfreeze`` when the search ends (or fails) hands them back.
     """
 
     def on_search_begin(self):
@@ -343,11 +343,13 @@ class _TrialLog:
         gc.collect()
         gc.freeze()
 
-    def on_search_end(self):
+    def search(self, *args, **kwargs):
         import gc
 
-        super().on_search_end()
-        gc.unfreeze()
+        try:
+            return super().search(*args, **kwargs)
+        finally:  # also when a trial raises or the search is interrupted
+            gc.unfreeze()
 
     def run_trial(self, trial, *args, **kwargs):
         import json

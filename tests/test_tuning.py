@@ -150,11 +150,14 @@ def test_trials_keep_the_device_dtype_policy_after_keras_tuner_clears_the_sessio
 
 class _FreezeRecorder(ResNetHyperModel):
     frozen: list = []
+    interrupt = False
 
     def build(self, hp):
         import gc
 
         type(self).frozen.append(gc.get_freeze_count())
+        if type(self).interrupt:
+            raise KeyboardInterrupt
         return super().build(hp)
 
 
@@ -170,6 +173,14 @@ def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_pat
     assert len(_FreezeRecorder.frozen) == 2 and min(_FreezeRecorder.frozen) > 100_000
     assert gc.get_freeze_count() == 0
     assert len(tuner.oracle.get_best_trials(2)) == 2
+    stopped = make_tuner("grid", hm, directory=tmp_path / "stopped", max_epochs=1)
+    _FreezeRecorder.interrupt = True  # a search stopped mid-trial hands the frozen objects back too
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stopped.search(tiny_data(), validation_data=tiny_data(), epochs=1, verbose=0)
+    finally:
+        _FreezeRecorder.interrupt = False
+    assert gc.get_freeze_count() == 0
 
 
 def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
