@@ -18,10 +18,8 @@ Usage: python benchmarks/bench_core.py [--rounds 6] [--quick]
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from common import alternate, median, print_ratios, quiet_tensorflow, ratio, spread, write_result
+from common import alternate, arguments, median, print_ratios, quiet_tensorflow, ratio, spread, write_result
 
 keras = quiet_tensorflow()
 
@@ -113,10 +111,7 @@ def compare(label, ours, reference, batch, rounds, repeat, settle=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (default 6)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and one round (a smoke run)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "tiny sizes and one round (a smoke run)", rounds=6).parse_args(argv)
     quick = args.quick
     rounds = 1 if quick else args.rounds
     big = 64 if quick else 224  # ImageNet-style image size

@@ -21,12 +21,11 @@ Usage: python benchmarks/bench_digits.py [--seeds 0 1 2] [--epochs N] [--overhea
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 
-from common import print_ratios, quiet_tensorflow, ratio, write_result
+from common import arguments, print_ratios, quiet_tensorflow, ratio, write_result
 
 keras = quiet_tensorflow()
 
@@ -85,12 +84,11 @@ def measure_overhead(rounds: int, epochs: int, image_size: int | None) -> dict |
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, "2 epochs on 8x8 digits (a smoke run)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one pair of runs per seed (default 0)")
     parser.add_argument("--epochs", type=int, help="default: the recipe's (30 for digits)")
     parser.add_argument("--overhead-rounds", type=int, default=4,
                         help="alternating pairs of 10-epoch runs that measure bare / train() (default 4; 0 skips)")
-    parser.add_argument("--quick", action="store_true", help="2 epochs on 8x8 digits (a smoke run)")
     args = parser.parse_args(argv)
     quick = args.quick
     epochs = 2 if quick else args.epochs

@@ -21,13 +21,12 @@ Usage: python benchmarks/bench_inference.py [--rounds 5] [--quick]
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import types
 from pathlib import Path
 
 import numpy as np
-from common import alternate, median, print_ratios, quiet_tensorflow, ratio, spread, write_result
+from common import alternate, arguments, median, print_ratios, quiet_tensorflow, ratio, spread, write_result
 
 keras = quiet_tensorflow()
 
@@ -73,10 +72,7 @@ def export_all_formats(model, folder: Path, calibration: int) -> dict[str, Path]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
-    parser.add_argument("--quick", action="store_true", help="few calls and one round (a smoke run)")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__, "few calls and one round (a smoke run)", rounds=5).parse_args(argv)
     quick = args.quick
     rounds = 1 if quick else args.rounds
 

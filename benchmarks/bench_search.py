@@ -18,11 +18,10 @@ Usage: python benchmarks/bench_search.py [--rounds 5] [--epochs 3] [--quick]
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
-from common import median, print_ratios, quiet_tensorflow, ratio, write_result
+from common import arguments, median, print_ratios, quiet_tensorflow, ratio, write_result
 
 keras = quiet_tensorflow()
 
@@ -116,10 +115,8 @@ def _rounded(sample: dict) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser = arguments(__doc__, "one round of 1 epoch on 8x8 digits (a smoke run)", rounds=5)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (default 3)")
-    parser.add_argument("--quick", action="store_true", help="one round of 1 epoch on 8x8 digits (a smoke run)")
     args = parser.parse_args(argv)
     quick = args.quick
     record = measure(1 if quick else args.rounds, 1 if quick else args.epochs, 8 if quick else 16)

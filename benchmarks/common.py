@@ -12,6 +12,7 @@ Environment:
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import operator
@@ -47,6 +48,16 @@ def quiet_tensorflow():
         os.close(saved)
         os.close(devnull)
     return import_keras(verbose=False)
+
+
+def arguments(doc: str, quick_help: str, rounds: int | None = None) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its docstring's first line, ``--quick`` and, when
+    ``rounds`` is given, ``--rounds`` (alternating rounds; 1 under ``--quick``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds, help=f"alternating rounds (default {rounds})")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
 
 
 def results_dir() -> Path:
