@@ -14,8 +14,8 @@ parameters and biases are not decayed.
 :func:`train` writes into ``out``: ``history.csv`` (one row per epoch) and ``state.json`` after
 every epoch, ``backup/resume.npz`` while the run is unfinished, and ``model.keras`` (best by
 validation accuracy), ``curves.png`` and ``metrics.json`` when it ends; the same call after a
-crash continues from the last finished epoch. That
-bookkeeping lives in :mod:`keras_resnet.runs`; this module is the recipe and the fit.
+crash continues from the last finished epoch. That bookkeeping lives in :mod:`keras_resnet.runs`;
+this module is the recipe and the fit.
 
 This module imports TensorFlow only when training starts, so that :class:`TrainConfig`
 validates arguments at once.

@@ -300,7 +300,7 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
 
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {', '.join(TUNERS)}; received tuner={kind!r}")
-    classes = _logging_tuners()
+    classes = _tuner_classes()
     common = dict(
         objective=kt.Objective(objective, "max"), directory=str(directory), project_name=project_name,
         overwrite=overwrite, seed=seed, distribution_strategy=distribution_strategy, **kwargs,
@@ -311,7 +311,7 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
     return classes[kind](hypermodel, max_trials=trials, **common)
 
 
-class _TrialLog:
+class _TunerHooks:
     """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``, and keeps
     KerasTuner's clean-up between trials cheap.
 
@@ -372,12 +372,12 @@ class _TrialLog:
 
 
 @functools.cache
-def _logging_tuners() -> dict:
+def _tuner_classes() -> dict:
     import keras_tuner as kt
 
     bases = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
              "random": kt.RandomSearch, "grid": kt.GridSearch}
-    return {kind: type(base.__name__, (_TrialLog, base), {}) for kind, base in bases.items()}
+    return {kind: type(base.__name__, (_TunerHooks, base), {}) for kind, base in bases.items()}
 
 
 def read_trial_log(directory) -> list[dict]:
