@@ -33,12 +33,7 @@ from keras_resnet.presets import (  # noqa: F401 - re-exported: the names belong
     normalize_shortcut,
     normalize_version,
 )
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
-    return value
+from keras_resnet.validation import check_bool, check_float, check_fraction, check_int, check_keras_object
 
 
 def conv_macs(layer: keras.layers.Layer, input_shape) -> int:
@@ -107,31 +102,43 @@ class ResidualBlock(keras.layers.Layer):
         preact: bool = True,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = _check_positive_int("filters", filters)
-        self.strides = _check_positive_int("strides", strides)
-        self.version = normalize_version(version)
-        self.shortcut = normalize_shortcut(shortcut)
-        if not 0.0 <= float(drop_path_rate) < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1); received {drop_path_rate!r}")
-        if self.shortcut == "none" and zero_init:
+        # Every argument is checked before the layer itself is set up.
+        filters = check_int("filters", filters, 1)
+        strides = check_int("strides", strides, 1)
+        version = normalize_version(version)
+        shortcut = normalize_shortcut(shortcut)
+        zero_init = check_bool("zero_init", zero_init)
+        drop_path_rate = check_fraction("drop_path_rate", drop_path_rate)
+        use_bias = check_bool("use_bias", use_bias)
+        bn_momentum = check_float("bn_momentum", bn_momentum, 0, 1, exclusive_maximum=True)
+        bn_epsilon = check_float("bn_epsilon", bn_epsilon, 0, exclusive_minimum=True)
+        kernel_initializer = check_keras_object("kernel_initializer", kernel_initializer, "initializer")
+        kernel_regularizer = check_keras_object("kernel_regularizer", kernel_regularizer, "regularizer",
+                                                optional=True)
+        preact = check_bool("preact", preact)
+        if shortcut == "none" and zero_init:
             raise ValueError(
                 "zero_init=True would make a block without shortcut (shortcut='none') output "
                 "zeros; use zero_init=False for plain blocks"
             )
-        if self.shortcut == "none" and drop_path_rate:
+        if shortcut == "none" and drop_path_rate:
             raise ValueError(
                 "drop_path_rate needs a shortcut to fall back on; received "
                 f"drop_path_rate={drop_path_rate!r} with shortcut='none'"
             )
-        self.zero_init = bool(zero_init)
-        self.drop_path_rate = float(drop_path_rate)
-        self.use_bias = bool(use_bias)
-        self.bn_momentum = float(bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.preact = bool(preact)
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.version = version
+        self.shortcut = shortcut
+        self.zero_init = zero_init
+        self.drop_path_rate = drop_path_rate
+        self.use_bias = use_bias
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.kernel_initializer = kernel_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.preact = preact
         self.out_channels = self.filters * self.expansion
         # Filled in build(), once the input's channel count is known.
         self.preact_layers: list = []
@@ -398,8 +405,9 @@ class BottleneckBlock(ResidualBlock):
     expansion = 4
 
     def __init__(self, filters: int, stride_in_1x1: bool = False, **kwargs):
+        stride_in_1x1 = check_bool("stride_in_1x1", stride_in_1x1)
         super().__init__(filters, **kwargs)
-        self.stride_in_1x1 = bool(stride_in_1x1)
+        self.stride_in_1x1 = stride_in_1x1
 
     def _branch_convs(self):
         s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)

@@ -21,6 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from keras_resnet.validation import check_bool, check_fraction, check_int, check_path, check_type
+
 DIGITS = "digits"
 # TFDS image-classification datasets known to load with ``as_supervised=True``, and whether a
 # horizontal flip keeps an image's class (not for digits and characters). Any other TFDS
@@ -179,18 +181,19 @@ def load_dataset(
     >>> ds.input_shape, ds.num_classes, ds.train_count, ds.validation_count, ds.test_count
     ((16, 16, 1), 10, 1293, 144, 360)
     """
-    kind, resolved = check_dataset(name, data_dir)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seed", seed, 0)
-    _check_int("shuffle_buffer", shuffle_buffer, 1)
-    if image_size is not None:
-        _check_int("image_size", image_size, 1)
-    if pad is not None:
-        _check_int("pad", pad, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
+    shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, 1)
+    image_size = check_int("image_size", image_size, 1, optional=True, none_means="the dataset's own size")
+    pad = check_int("pad", pad, 0, optional=True, none_means="an eighth of the image")
     if validation_split is None:
         validation_split = DEFAULT_VALIDATION_SPLIT
-    if not (isinstance(validation_split, (int, float)) and 0 <= validation_split < 1):
-        raise ValueError(f"validation_split must be a fraction in [0, 1); received validation_split={validation_split!r}")
+    validation_split = check_fraction("validation_split", validation_split)
+    check_bool("augment", augment)
+    check_bool("flip", flip, optional=True, none_means="the dataset's default")
+    check_type("cache", cache, (bool, str), "True, False or a folder path for cache files")
+    check_path("data_dir", data_dir, optional=True, allowed="a folder path")
+    kind, resolved = check_dataset(name, data_dir)
 
     if kind == "digits":
         splits, class_names = _digits(image_size or DIGITS_IMAGE_SIZE, validation_split)
@@ -533,8 +536,3 @@ def _augmenter(pad, flip, tf):
         return image
 
     return augment
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from keras_resnet import fileio
 from keras_resnet.blocks import ResidualBlock
+from keras_resnet.validation import check_choice, check_int
 
 # ---- running the chain ------------------------------------------------------------------
 
@@ -425,8 +426,7 @@ class DiagnosticsCallback(keras.callbacks.Callback):
 
     def __init__(self, x, y=None, every: int = 1, out=None, training: bool = False):
         super().__init__()
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1; received every={every!r}")
+        every = check_int("every", every, 1)
         self.x = np.asarray(x, dtype="float32")
         self.y = None if y is None else np.asarray(y)
         self.every, self.out, self.training = every, out, bool(training)
@@ -475,13 +475,10 @@ def run_diagnosis(
     """
     from keras_resnet.models import ResNet
 
-    if dataset not in ("random", "digits"):
-        raise ValueError(f"dataset must be 'random' or 'digits'; received dataset={dataset!r}")
-    if bn_stats not in ("auto", "batch", "moving"):
-        raise ValueError(f"bn_stats must be 'auto', 'batch' or 'moving'; received bn_stats={bn_stats!r}")
-    for name, value, low in (("batch", batch, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}; received {name}={value!r}")
+    check_choice("dataset", dataset, ("random", "digits"), "'random' or 'digits'")
+    check_choice("bn_stats", bn_stats, ("auto", "batch", "moving"), "'auto', 'batch' or 'moving'")
+    check_int("batch", batch, 1)
+    check_int("seed", seed, 0)
     is_file = str(model).endswith(".keras")
     loaded = keras.saving.load_model(model) if is_file else None
     training = {"batch": True, "moving": False}.get(bn_stats, not is_file)

@@ -32,6 +32,15 @@ from keras_resnet import fileio
 from keras_resnet.data import DIGITS, check_dataset
 from keras_resnet.presets import SHORTCUTS, normalize_shortcut, normalize_version
 from keras_resnet.training import TrainConfig
+from keras_resnet.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_path,
+    check_type,
+    is_int,
+)
 
 # On 2 CPU cores, 20 epochs of 8x8 digits show the degradation in minutes (docs/experiments.md).
 # CIFAR-10: the paper's 64k iterations of 128 images over all 50k training images (no
@@ -66,14 +75,8 @@ class _Plan:
 
 # ---- validation (no TensorFlow) -----------------------------------------------------------
 
-def _int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
-    return int(value)
-
-
 def _depth(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 8 or (value - 2) % 6:
+    if not is_int(value) or value < 8 or (value - 2) % 6:
         raise ValueError(
             "depth must be 6n+2 for CIFAR-style ResNets with basic blocks (8, 14, 20, 32, 44, 56, "
             f"110, ...); received depth={value!r}"
@@ -94,15 +97,13 @@ def _distinct(name, values, check) -> tuple:
 
 def _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_multiplier, verbose) -> _Plan:
     """Validates everything; ``variants`` are (shortcut, version) pairs already checked."""
-    if config is not None and not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a keras_resnet.training.TrainConfig or None; received {type(config).__name__}")
+    check_type("config", config, TrainConfig, "a keras_resnet.training.TrainConfig", optional=True)
     config = (config or TrainConfig()).validate()
     check_dataset(dataset, config.data_dir)
     depths = _distinct("depths", depths, _depth)
-    seeds = _distinct("seeds", seeds, lambda s: _int("seed", s, 0))
-    epochs = None if epochs is None else _int("epochs", epochs, 1)
-    if not isinstance(out, (str, os.PathLike)) or not str(out):
-        raise ValueError(f"out must be a folder path; received out={out!r}")
+    seeds = _distinct("seeds", seeds, lambda s: check_int("seed", s, 0))
+    epochs = check_int("epochs", epochs, 1, optional=True)
+    check_path("out", out, allowed="a folder path")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {str(out)!r} exists and is not a folder")
@@ -112,12 +113,9 @@ def _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_
             "the experiments train on the whole training split (their model is the last epoch's); "
             f"received config.validation_split={config.validation_split!r}"
         )
-    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) or width_multiplier <= 0:
-        raise ValueError(f"width_multiplier must be a number > 0; received width_multiplier={width_multiplier!r}")
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2; received verbose={verbose!r}")
-    if augment not in (None, True, False):
-        raise ValueError(f"augment must be True, False or None (the dataset's default); received augment={augment!r}")
+    width_multiplier = check_float("width_multiplier", width_multiplier, 0, exclusive_minimum=True)
+    check_choice("verbose", verbose, (0, 1, 2), "0, 1 or 2")
+    check_bool("augment", augment, optional=True, none_means="the dataset's default")
     augment = DEFAULT_AUGMENT.get(dataset, config.augment) if augment is None else augment
     epochs = epochs or config.epochs or DEFAULT_EPOCHS.get(dataset, PAPER_EPOCHS)
     config = dataclasses.replace(
@@ -315,8 +313,7 @@ def degradation(
         raise ValueError("shortcut is the ResNets' shortcut and cannot be 'none'; the plain nets are trained anyway")
     variants = (("none", "v1"), (shortcut, normalize_version(version)))
     plan = _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_multiplier, verbose)
-    if responses not in (True, False):
-        raise ValueError(f"responses must be True or False; received responses={responses!r}")
+    check_bool("responses", responses)
     if dry_run:
         return _planned(plan)
     records = _execute(plan)
@@ -411,7 +408,7 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
     results = fileio.read_json(out / "results.json") if out.is_dir() else None
     if not results or not results.get("records"):
         raise ValueError(f"{str(out)!r} holds no results.json with records; run an experiment there first")
-    _int("max_images", max_images, 1)
+    check_int("max_images", max_images, 1)
     import keras
 
     from keras_resnet import diagnostics

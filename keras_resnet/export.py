@@ -37,9 +37,9 @@ from keras_resnet.litert import (
     INT8_IO_TYPES,
     QUANTIZATIONS,
     ExportError,
-    check_choice,
     convert_saved_model,
 )
+from keras_resnet.validation import check_bool, check_choice, check_int, check_type
 from keras_resnet.verification import DEFAULT_THRESHOLDS, SAVED_MODEL, check_thresholds, verify
 
 __all__ = [
@@ -180,8 +180,7 @@ def _take_images(data, shape, limit: int | None = None, what: str = "data") -> n
 
 
 def _calibration_images(data, shape, limit: int) -> np.ndarray:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"calibration_samples must be an integer >= 1; received calibration_samples={limit!r}")
+    limit = check_int("calibration_samples", limit, 1)
     images = _take_images(data, shape, limit, "representative_data")
     if len(images) < min(limit, 100):
         # Too few images leave activation ranges unrepresentative and int8 accuracy collapses.
@@ -218,8 +217,7 @@ def next_version(model_dir: str | os.PathLike) -> int:
 def _resolve_version(model_dir: Path, version) -> int:
     if version is None:
         return next_version(model_dir)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be an integer >= 1; received version={version!r}")
+    version = check_int("version", version, 1)
     if version in _used_versions(model_dir):
         raise ValueError(f"version {version} already exists under {str(model_dir)!r}; pass another "
                          f"version or none for the next free one ({next_version(model_dir)})")
@@ -408,8 +406,9 @@ def export_saved_model(
     """
     shape = image_shape(model)
     name = _check_name(model.name if name is None else name)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be an integer >= 1; received top_k={top_k!r}")
+    check_int("version", version, 1, optional=True, none_means="the next free one")
+    top_k = check_int("top_k", top_k, 1)
+    check_bool("warmup", warmup)
     class_names = _check_class_names(class_names, model.outputs[0].shape[-1])
     model_dir = Path(base) / name
     version = _resolve_version(model_dir, version)
@@ -479,6 +478,7 @@ def export_tflite(
     PosixPath('digits_int8.tflite')
     """
     _check_tflite_args(quantization, representative_data, int8_io)
+    calibration_samples = check_int("calibration_samples", calibration_samples, 1)
     path = Path(path)
     if path.suffix != ".tflite":
         raise ValueError(f"path must end in .tflite; received path={str(path)!r}")
@@ -556,6 +556,8 @@ def export_all(
     # ---- everything is validated before the first file is written ----
     shape = image_shape(model)
     name = _check_name(model.name if name is None else name)
+    check_int("version", version, 1, optional=True, none_means="the next free one")
+    check_type("tflite", tflite, (list, tuple), f"a list of quantizations (any of {', '.join(QUANTIZATIONS)})")
     tflite = list(dict.fromkeys(tflite))
     for q in tflite:
         check_choice("quantization", q, QUANTIZATIONS)
@@ -564,6 +566,10 @@ def export_all(
         raise ValueError(f"int8_io={int8_io!r} applies to an int8 export; add 'int8' to tflite={tflite!r}")
     class_names = _check_class_names(class_names, model.outputs[0].shape[-1])
     check_thresholds(thresholds)
+    check_bool("keep_failed", keep_failed)
+    calibration_samples = check_int("calibration_samples", calibration_samples, 1)
+    latency_runs = check_int("latency_runs", latency_runs, 1)
+    num_threads = check_int("num_threads", num_threads, 1)
     if x_test is None:
         if y_test is not None:
             raise ValueError("y_test was given without x_test")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_resnet.validation import check_choice
+
 MIN_FUSED_EPSILON = 1.001e-5
 
 
@@ -45,9 +47,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def __init__(self, fused: bool | None = None, **kwargs):
+        check_choice("fused", fused, (None, True, False), "None, True or False")
         super().__init__(**kwargs)
-        if fused not in (None, True, False):
-            raise ValueError(f"fused must be None, True or False; received fused={fused!r}")
         self.fused = fused
 
     def _fusable(self, inputs, training, mask) -> bool:

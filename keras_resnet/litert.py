@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
+
+from keras_resnet.validation import check_choice, check_int
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 INT8_IO_TYPES = ("float32", "int8", "uint8")
@@ -30,13 +31,6 @@ _OP_PATTERNS = (
 
 class ExportError(RuntimeError):
     """A conversion or a check of an exported artifact failed; nothing half-written was kept."""
-
-
-def check_choice(argument: str, value, allowed: Sequence[str]) -> str:
-    """Raises ValueError naming ``value`` and the allowed values unless ``value in allowed``."""
-    if value not in allowed:
-        raise ValueError(f"unknown {argument} {value!r}; choose from {', '.join(allowed)}")
-    return value
 
 
 def tflite_ops(model: bytes | str | os.PathLike) -> list[str]:
@@ -146,6 +140,7 @@ class TFLiteRunner:
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 2):
+        num_threads = check_int("num_threads", num_threads, 1)
         self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]

@@ -21,6 +21,17 @@ from keras_resnet.blocks import (
 )
 from keras_resnet.layers import FusedBatchNormalization
 from keras_resnet.presets import PRESETS
+from keras_resnet.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_fraction,
+    check_int,
+    check_ints,
+    check_keras_object,
+    check_type,
+    is_int,
+)
 from keras_resnet.weights import check_weights, load_weights
 
 STYLES = ("cifar", "imagenet")
@@ -46,18 +57,12 @@ _ARCHITECTURE_KEYS = {"depth", "style", "shortcut", "version", "block", "stage_b
 
 def _resolve_stages(depth, style, block, stage_blocks):
     """Returns (block type, blocks per stage, depth) after validating the combination."""
-    if block is not None and block not in BLOCK_TYPES:
-        raise ValueError(f"block must be 'basic', 'bottleneck' or None (the style's default); received block={block!r}")
+    check_choice("block", block, (*BLOCK_TYPES, None), "'basic', 'bottleneck' or None (the style's default)")
     if stage_blocks is not None:
-        stage_blocks = tuple(stage_blocks)
-        if len(stage_blocks) < 1 or any(
-            isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in stage_blocks
-        ):
-            raise ValueError(f"stage_blocks must be a sequence of integers >= 1; received stage_blocks={stage_blocks!r}")
+        stage_blocks = check_ints("stage_blocks", stage_blocks, 1)
         block = block or ("basic" if style == "cifar" or sum(stage_blocks) <= 16 else "bottleneck")
         return block, stage_blocks, CONVS_PER_BLOCK[block] * sum(stage_blocks) + 2
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise ValueError(f"depth must be an integer; received depth={depth!r}")
+    depth = check_int("depth", depth)
     if style == "imagenet":
         if depth not in IMAGENET_DEPTHS:
             raise ValueError(
@@ -171,8 +176,7 @@ class ResNet(keras.Model):
         **kwargs,
     ):
         # ---- validate everything before a single layer is built ----
-        if style not in STYLES:
-            raise ValueError(f"style must be 'cifar' or 'imagenet'; received style={style!r}")
+        check_choice("style", style, STYLES, "'cifar' or 'imagenet'")
         version = normalize_version(version)
         shortcut = normalize_shortcut(shortcut)
         block, blocks, actual_depth = _resolve_stages(depth, style, block, stage_blocks)
@@ -182,44 +186,41 @@ class ResNet(keras.Model):
             if n_stages > len(base):
                 raise ValueError(f"pass stage_filters for {n_stages} stages; the {style} style defines {len(base)}")
             stage_filters = base[:n_stages]
-        stage_filters = tuple(stage_filters)
-        if len(stage_filters) != n_stages or any(
-            isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in stage_filters
-        ):
-            raise ValueError(
-                f"stage_filters must hold {n_stages} integers >= 1 (one per stage); "
-                f"received stage_filters={stage_filters!r}"
-            )
-        if not (isinstance(width_multiplier, (int, float)) and width_multiplier > 0):
-            raise ValueError(f"width_multiplier must be > 0; received width_multiplier={width_multiplier!r}")
-        if include_top not in (True, False):
-            raise ValueError(f"include_top must be True or False; received include_top={include_top!r}")
-        if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
-            raise ValueError(f"classes must be an integer >= 1 when include_top=True; received classes={classes!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be None, 'avg' or 'max'; received pooling={pooling!r}")
-        if not 0.0 <= float(drop_path_rate) < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1); received drop_path_rate={drop_path_rate!r}")
+        stage_filters = check_ints("stage_filters", stage_filters, 1, length=n_stages, note="(one per stage)")
+        stem_filters = check_int("stem_filters", stem_filters, 1, optional=True, none_means="the style's default")
+        width_multiplier = check_float("width_multiplier", width_multiplier, 0, exclusive_minimum=True)
+        include_top = check_bool("include_top", include_top)
+        if include_top:
+            classes = check_int("classes", classes, 1, note="when include_top=True")
+        check_choice("pooling", pooling, POOLINGS, "None, 'avg' or 'max'")
+        check_keras_object("classifier_activation", classifier_activation, "activation", optional=True)
+        check_type("name", name, str, "a string", optional=True)
+        zero_init_residual = check_bool("zero_init_residual", zero_init_residual)
+        drop_path_rate = check_fraction("drop_path_rate", drop_path_rate)
+        stride_in_1x1 = check_bool("stride_in_1x1", stride_in_1x1)
+        use_bias = check_bool("use_bias", use_bias)
+        bn_momentum = check_float("bn_momentum", bn_momentum, 0, 1, exclusive_maximum=True)
+        bn_epsilon = check_float("bn_epsilon", bn_epsilon, 0, exclusive_minimum=True)
+        check_keras_object("kernel_initializer", kernel_initializer, "initializer")
+        weight_decay = check_float("weight_decay", weight_decay, 0)
         if shortcut == "none" and (zero_init_residual or drop_path_rate):
             raise ValueError(
                 "zero_init_residual and drop_path_rate need shortcuts; a plain network "
                 f"(shortcut='none') received zero_init_residual={zero_init_residual!r}, "
                 f"drop_path_rate={drop_path_rate!r}"
             )
-        if float(weight_decay) < 0:
-            raise ValueError(f"weight_decay must be >= 0; received weight_decay={weight_decay!r}")
         input_shape = _resolve_input_shape(input_shape, style, include_top, n_stages)
         config = dict(
             depth=depth, style=style, version=version, shortcut=shortcut, block=block,
-            zero_init_residual=bool(zero_init_residual), include_top=include_top,
+            zero_init_residual=zero_init_residual, include_top=include_top,
             input_shape=input_shape, classes=classes, pooling=pooling,
             classifier_activation=classifier_activation, weights=weights,
             stage_blocks=None if stage_blocks is None else list(blocks),
             stage_filters=list(stage_filters), stem_filters=stem_filters,
-            width_multiplier=float(width_multiplier), drop_path_rate=float(drop_path_rate),
-            stride_in_1x1=bool(stride_in_1x1), use_bias=bool(use_bias),
-            bn_momentum=float(bn_momentum), bn_epsilon=float(bn_epsilon),
-            kernel_initializer=kernel_initializer, weight_decay=float(weight_decay),
+            width_multiplier=width_multiplier, drop_path_rate=drop_path_rate,
+            stride_in_1x1=stride_in_1x1, use_bias=use_bias,
+            bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+            kernel_initializer=kernel_initializer, weight_decay=weight_decay,
         )
         weights_source = check_weights(weights, config)
 
@@ -415,10 +416,8 @@ def _resolve_input_shape(input_shape, style, include_top, n_stages):
     if input_shape is None:
         size = DEFAULT_SIZE[style] if include_top else None
         return (size, size, 3)
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(
-        d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1) for d in shape
-    ):
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
+    if len(shape) != 3 or any(d is not None and not (is_int(d) and d >= 1) for d in shape):
         raise ValueError(
             "input_shape must be (height, width, channels) with positive integers (or None for "
             f"a variable height or width); received input_shape={input_shape!r}"
@@ -432,7 +431,7 @@ def _resolve_input_shape(input_shape, style, include_top, n_stages):
             f"stages: height and width must be at least {min_size} (the network downsamples by "
             f"{min_size})"
         )
-    return shape
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 def preset_table(names=None) -> list[dict]:

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet import __version__
+from keras_resnet.validation import check_bool, check_choice, check_int, check_path, check_type
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ class ModelRepository:
     """
 
     def __init__(self, base: str | os.PathLike, version_policy: str = "all"):
-        if version_policy not in VERSION_POLICIES:
-            raise ValueError(f"version_policy must be 'all' or 'latest'; received version_policy={version_policy!r}")
+        check_choice("version_policy", version_policy, VERSION_POLICIES, "'all' or 'latest'")
+        check_path("base", base, allowed="a folder path")
         self.base = Path(base)
         if not self.base.is_dir():
             raise ValueError(f"model base folder {str(self.base)!r} does not exist")
@@ -490,10 +491,11 @@ def serve(
     'http://127.0.0.1:40135'
     >>> server.stop()  # doctest: +SKIP
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an integer in [0, 65535]; received port={port!r}")
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes must be an integer >= 1; received max_body_bytes={max_body_bytes!r}")
+    port = check_int("port", port, 0, 65535)
+    check_type("host", host, str, "a host name or IP address")
+    max_body_bytes = check_int("max_body_bytes", max_body_bytes, 1)
+    check_choice("version_policy", version_policy, VERSION_POLICIES, "'all' or 'latest'")
+    check_bool("block", block)
     server = ModelServer(ModelRepository(base, version_policy), host, port, max_body_bytes).start()
     if block:
         server.wait()

@@ -40,6 +40,15 @@ from keras_resnet.presets import PRESET_NAMES
 
 # Moved to keras_resnet.runs; importable from here as before.
 from keras_resnet.runs import OUTPUTS, TrainingDiverged, plot_history  # noqa: F401
+from keras_resnet.validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_path,
+    check_type,
+    is_number,
+)
 
 SCHEDULES = ("step", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -114,32 +123,26 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raises ValueError naming the first bad value; returns self."""
         for name in ("epochs", "batch_size", "image_size", "steps_per_execution"):
-            _check_int(name, getattr(self, name), 1, optional=True)
-        _check_int("warmup_steps", self.warmup_steps, 0, optional=True)
-        _check_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 1, optional=True)
+        check_int("warmup_steps", self.warmup_steps, 0, optional=True)
+        check_int("seed", self.seed, 0)
         for name in ("lr", "warmup_lr"):
-            value = getattr(self, name)
-            if value is not None and not (_is_number(value) and value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a number > 0; received {name}={value!r}")
-        _check_range("momentum", self.momentum, 0, 1)
-        _check_range("label_smoothing", self.label_smoothing, 0, 1)
-        if self.validation_split is not None:
-            _check_range("validation_split", self.validation_split, 0, 1)
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a number >= 0; received weight_decay={self.weight_decay!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; received schedule={self.schedule!r}")
-        m = tuple(self.milestones)
-        if not m or any(not _is_number(f) or not 0 < f < 1 for f in m) or list(m) != sorted(set(m)):
+            check_float(name, getattr(self, name), 0, exclusive_minimum=True, optional=True)
+        check_float("momentum", self.momentum, 0, 1, exclusive_maximum=True)
+        check_float("label_smoothing", self.label_smoothing, 0, 1, exclusive_maximum=True)
+        check_float("validation_split", self.validation_split, 0, 1, exclusive_maximum=True, optional=True)
+        check_float("weight_decay", self.weight_decay, 0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        m = tuple(self.milestones) if isinstance(self.milestones, (tuple, list)) else ()
+        if not m or any(not is_number(f) or not 0 < f < 1 for f in m) or list(m) != sorted(set(m)):
             raise ValueError(f"milestones must be increasing fractions of training in (0, 1); received milestones={self.milestones!r}")
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} or None (auto); received strategy={self.strategy!r}")
+        check_choice("strategy", self.strategy, (*STRATEGIES, None), f"one of {', '.join(STRATEGIES)} or None (auto)")
         for name in ("nesterov", "augment", "tensorboard"):
-            if getattr(self, name) not in (True, False):
-                raise ValueError(f"{name} must be True or False; received {name}={getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         for name in ("flip", "mixed_precision", "jit_compile"):
-            if getattr(self, name) not in (None, True, False):
-                raise ValueError(f"{name} must be True, False or None (auto); received {name}={getattr(self, name)!r}")
+            check_bool(name, getattr(self, name), optional=True, none_means="auto")
+        check_type("cache", self.cache, (bool, str), "True, False or a folder path for cache files")
+        check_path("data_dir", self.data_dir, optional=True, allowed="a folder path")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {str(self.data_dir)!r} does not exist or is not a folder")
         return self
@@ -477,8 +480,8 @@ def train(
     from keras_resnet.data import Dataset
 
     config = (config or TrainConfig()).validate()
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2; received verbose={verbose!r}")
+    check_choice("verbose", verbose, (0, 1, 2), "0, 1 or 2")
+    check_bool("overwrite", overwrite)
     if isinstance(model, str):
         if model not in PRESET_NAMES:
             raise ValueError(f"unknown model {model!r}; choose from: {', '.join(PRESET_NAMES)}")
@@ -493,8 +496,6 @@ def train(
     else:
         dataset_name = dataset
         check_dataset(dataset, config.data_dir)
-    if overwrite not in (True, False):
-        raise ValueError(f"overwrite must be True or False; received overwrite={overwrite!r}")
     check_cluster(config)
     signature = runs.signature(model, model_overrides, dataset_name, config)
 
@@ -599,19 +600,3 @@ def _labels(ds, num_classes, one_hot):
     return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
 
 
-# ---- small helpers ----------------------------------------------------------------------------
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_int(name, value, minimum, optional=False):
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
-
-
-def _check_range(name, value, low, high):
-    if not (_is_number(value) and low <= value < high):
-        raise ValueError(f"{name} must be a number in [{low}, {high}); received {name}={value!r}")

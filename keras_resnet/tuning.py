@@ -24,6 +24,16 @@ from typing import Any
 
 from keras_resnet import fileio
 from keras_resnet.blocks import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
+from keras_resnet.validation import (
+    check_bool,
+    check_choice,
+    check_floats,
+    check_int,
+    check_ints,
+    check_path,
+    check_type,
+    is_number,
+)
 
 TUNERS = ("hyperband", "bayesian", "random", "grid")
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -86,8 +96,7 @@ class SearchSpace:
         """Normalises the choices; raises ValueError naming the first bad one. Returns self."""
         from keras_resnet.models import STYLES, _resolve_stages
 
-        if self.style not in STYLES:
-            raise ValueError(f"style must be 'cifar' or 'imagenet'; received style={self.style!r}")
+        check_choice("style", self.style, STYLES, "'cifar' or 'imagenet'")
         depths = self.depths if self.depths is not None else (
             CIFAR_DEPTHS if self.style == "cifar" else valid_depths("imagenet"))
 
@@ -99,18 +108,19 @@ class SearchSpace:
         self.shortcuts = _choices("shortcuts", self.shortcuts, normalize_shortcut)
         self.versions = _choices("versions", self.versions, normalize_version)
         if self.width_multipliers is not None:
-            self.width_multipliers = _choices("width_multipliers", self.width_multipliers, _positive("width_multipliers"))
+            self.width_multipliers = _choices("width_multipliers", check_floats(
+                "width_multipliers", self.width_multipliers, 0, exclusive_minimum=True, allow_empty=True), float)
         if self.batch_sizes is not None:
-            self.batch_sizes = _choices("batch_sizes", self.batch_sizes, _positive_int("batch_sizes"))
+            self.batch_sizes = _choices(
+                "batch_sizes", check_ints("batch_sizes", self.batch_sizes, 1, allow_empty=True), int)
         for name in ("lr", "weight_decay"):
             bounds = getattr(self, name)
             if bounds is not None:
                 if (not isinstance(bounds, Sequence) or len(bounds) != 2
-                        or not all(isinstance(b, (int, float)) and b > 0 for b in bounds) or bounds[0] >= bounds[1]):
+                        or not all(is_number(b) and b > 0 for b in bounds) or bounds[0] >= bounds[1]):
                     raise ValueError(f"{name} must be a (low, high) pair with 0 < low < high; received {name}={bounds!r}")
                 setattr(self, name, (float(bounds[0]), float(bounds[1])))
-        if self.zero_init not in (True, False):
-            raise ValueError(f"zero_init must be True or False; received zero_init={self.zero_init!r}")
+        check_bool("zero_init", self.zero_init)
         return self
 
     def size(self) -> int | None:
@@ -122,22 +132,6 @@ class SearchSpace:
         n *= with_shortcut + (1 if "none" in self.shortcuts else 0)
         n *= len(self.width_multipliers or (1,)) * len(self.batch_sizes or (1,))
         return n
-
-
-def _positive(name):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ValueError(f"{name} must hold numbers > 0; received {v!r}")
-        return float(v)
-    return check
-
-
-def _positive_int(name):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must hold integers >= 1; received {v!r}")
-        return v
-    return check
 
 
 class ResNetHyperModel(_HyperModelBase):
@@ -164,11 +158,14 @@ class ResNetHyperModel(_HyperModelBase):
                  train_config=None, steps_per_epoch: int = 1, name: str = "resnet_search"):
         from keras_resnet.training import TrainConfig
 
+        input_shape = check_ints("input_shape", input_shape, 1, length=3, note="(height, width, channels)")
+        classes = check_int("classes", classes, 1)
+        steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, 1)
         super().__init__(name=name, tunable=True)
         self.space = (space or SearchSpace()).validate()
         self.train_config = (train_config or TrainConfig()).validate()
-        self.meta = _Meta(tuple(input_shape), int(classes), tuple(mean), tuple(std))
-        self.steps_per_epoch = int(steps_per_epoch)
+        self.meta = _Meta(input_shape, classes, tuple(mean), tuple(std))
+        self.steps_per_epoch = steps_per_epoch
 
     # -- the space --------------------------------------------------------------------------
     def declare(self, hp) -> dict:
@@ -296,10 +293,17 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
     Example:
     >>> # make_tuner("hyperband", hypermodel, directory="runs/search", max_epochs=9)
     """
+    check_choice("tuner", kind, TUNERS)
+    check_path("directory", directory, allowed="a folder path")
+    check_type("project_name", project_name, str, "a folder name")
+    check_int("max_epochs", max_epochs, 1)
+    check_int("max_trials", max_trials, 1, optional=True, none_means="the space's size, or 10")
+    check_int("seed", seed, 0)
+    check_type("objective", objective, str, "the name of a metric to maximise")
+    check_bool("overwrite", overwrite)
+    check_int("factor", factor, 2)
     import keras_tuner as kt
 
-    if kind not in TUNERS:
-        raise ValueError(f"tuner must be one of {', '.join(TUNERS)}; received tuner={kind!r}")
     classes = _tuner_classes()
     common = dict(
         objective=kt.Objective(objective, "max"), directory=str(directory), project_name=project_name,
@@ -478,15 +482,19 @@ def search(
     from keras_resnet.data import check_dataset
     from keras_resnet.training import TrainConfig
 
-    if tuner not in TUNERS:
-        raise ValueError(f"tuner must be one of {', '.join(TUNERS)}; received tuner={tuner!r}")
-    for name, value in (("max_epochs", max_epochs), ("factor", factor)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "max_epochs" else 2):
-            raise ValueError(f"{name} must be an integer >= {1 if name == 'max_epochs' else 2}; received {name}={value!r}")
-    if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1):
-        raise ValueError(f"max_trials must be an integer >= 1; received max_trials={max_trials!r}")
-    if distribution not in (None, "mirrored"):
-        raise ValueError(f"distribution must be None or 'mirrored'; received distribution={distribution!r}")
+    check_choice("tuner", tuner, TUNERS)
+    check_int("max_epochs", max_epochs, 1)
+    check_int("factor", factor, 2)
+    check_int("max_trials", max_trials, 1, optional=True, none_means="the space's size, or 10")
+    check_int("seed", seed, 0)
+    check_bool("retrain", retrain)
+    check_int("retrain_epochs", retrain_epochs, 1, optional=True, none_means="max_epochs")
+    check_bool("overwrite", overwrite)
+    check_choice("distribution", distribution, (None, "mirrored"), "None or 'mirrored'")
+    check_choice("verbose", verbose, (0, 1, 2), "0, 1 or 2")
+    check_path("out", out, allowed="a folder path")
+    check_type("space", space, SearchSpace, "a keras_resnet.tuning.SearchSpace", optional=True)
+    check_type("config", config, TrainConfig, "a keras_resnet.training.TrainConfig", optional=True)
     check_dataset(dataset)
     space = (space or SearchSpace()).validate()
     config = dataclasses.replace(config or TrainConfig(), seed=seed).validate()

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet.litert import QUANTIZATIONS, TFLiteRunner, check_choice
+from keras_resnet.litert import QUANTIZATIONS, TFLiteRunner
+from keras_resnet.validation import check_choice, check_float, check_int
 
 SAVED_MODEL = "saved_model"
 FORMATS = (SAVED_MODEL, *QUANTIZATIONS)
@@ -34,11 +35,10 @@ def check_thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> di
     """Merges overrides into :data:`DEFAULT_THRESHOLDS`; raises ValueError on unknown keys."""
     merged = {fmt: dict(limits) for fmt, limits in DEFAULT_THRESHOLDS.items()}
     for fmt, limits in (thresholds or {}).items():
-        check_choice("format in thresholds", fmt, FORMATS)
+        check_choice("thresholds format", fmt, FORMATS)
         for key, value in limits.items():
-            check_choice(f"threshold for {fmt}", key, THRESHOLD_KEYS)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"threshold {fmt}.{key} must be a number; received {value!r}")
+            check_choice(f"thresholds[{fmt!r}] key", key, THRESHOLD_KEYS)
+            check_float(f"thresholds[{fmt!r}][{key!r}]", value)
         merged[fmt].update(limits)
     return merged
 
@@ -131,8 +131,8 @@ def verify(
         y = np.asarray(y).reshape(-1)
         if len(y) != len(x):
             raise ValueError(f"y must hold one label per image ({len(x)}); received {len(y)}")
-    if isinstance(latency_runs, bool) or not isinstance(latency_runs, int) or latency_runs < 1:
-        raise ValueError(f"latency_runs must be an integer >= 1; received latency_runs={latency_runs!r}")
+    latency_runs = check_int("latency_runs", latency_runs, 1)
+    num_threads = check_int("num_threads", num_threads, 1)
 
     reference = np.asarray(model.predict(x, batch_size=256, verbose=0), "float32")
     ref_top1 = reference.argmax(-1)

@@ -131,7 +131,7 @@ def test_shortcut_aliases():
         (dict(filters=4, version="v3"), r"received version='v3'"),
         (dict(filters=4, shortcut="X"), r"received shortcut='X'"),
         (dict(filters=4, shortcut="none", zero_init=True), r"zero_init=True would make a block"),
-        (dict(filters=4, drop_path_rate=1.5), r"drop_path_rate must be in \[0, 1\); received 1.5"),
+        (dict(filters=4, drop_path_rate=1.5), r"drop_path_rate must be a fraction in \[0, 1\); received drop_path_rate=1.5"),
     ],
 )
 def test_bad_block_arguments(kwargs, message):

@@ -290,10 +290,10 @@ BAD_ARGUMENTS = [
     (dict(weights="imagenet"), r"weights='imagenet' exists only for .*resnet50"),
     (dict(weights="missing.weights.h5"), r"weights file 'missing.weights.h5' does not exist"),
     (dict(shortcut="none", zero_init_residual=True), r"need shortcuts.*zero_init_residual=True"),
-    (dict(stage_blocks=(3, 0, 3)), r"stage_blocks must be .*received stage_blocks=\(3, 0, 3\)"),
+    (dict(stage_blocks=(3, 0, 3)), r"stage_blocks must hold integers >= 1; received 0 in stage_blocks=\(3, 0, 3\)"),
     (dict(stage_filters=(16, 32)), r"stage_filters must hold 3 integers"),
-    (dict(width_multiplier=0), r"width_multiplier must be > 0; received width_multiplier=0"),
-    (dict(drop_path_rate=1.0), r"drop_path_rate must be in \[0, 1\)"),
+    (dict(width_multiplier=0), r"width_multiplier must be a number > 0; received width_multiplier=0"),
+    (dict(drop_path_rate=1.0), r"drop_path_rate must be a fraction in \[0, 1\); received drop_path_rate=1.0"),
 ]
 
 
