@@ -258,7 +258,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     model.save(tmp_path / "m.keras")
     script = textwrap.dedent(f"""
         import numpy as np, keras
-        import keras_resnet  # registers the classes; no custom_objects needed
+        import keras_resnet.models  # registers the package's classes: no custom_objects needed
         m = keras.saving.load_model({str(tmp_path / "m.keras")!r})
         assert type(m).__name__ == "ResNet", type(m)
         y = m.predict(np.load({str(tmp_path / "x.npy")!r}), verbose=0)
