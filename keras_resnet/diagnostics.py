@@ -8,7 +8,7 @@ at initialisation or during training (:class:`DiagnosticsCallback`).
 
 Each returns one row (a dict) per residual block in network order, with the keys ``block`` (the
 layer name), ``stage`` and ``depth_index`` (1 for the first block). The network is run layer by
-layer, which is exact for a ResNet: its functional graph is a chain.
+layer, which is exact for a ResNet: its functional graph is a chain (checked on each call).
 """
 
 from __future__ import annotations
@@ -29,24 +29,43 @@ from keras_resnet.blocks import ResidualBlock
 # ---- running the chain ------------------------------------------------------------------
 
 def _chain(model, top: bool = True) -> list:
-    """The model's layers after its input, checked to form a chain; nested models expanded."""
+    """The model's layers after its input, nested models expanded (see :func:`_checked_chain`)."""
     if not isinstance(model, keras.Model) or len(getattr(model, "inputs", None) or []) != 1:
         raise ValueError(f"diagnostics need a functional keras.Model with one input; received {model!r}")
-    layers, previous = [], model.inputs[0]
+    layers = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        # The node that joins the layer to this graph (a nested model has one per graph).
-        node = next((n for n in layer._inbound_nodes if list(n.input_tensors) == [previous]), None)
-        if node is None or len(node.output_tensors) != 1:
-            raise ValueError(
-                f"diagnostics need a model whose layers form a chain, as a ResNet's do; layer "
-                f"{layer.name!r} of {model.name!r} does not take the previous layer's output"
-            )
         layers += _chain(layer, top=False) if isinstance(layer, keras.Model) else [layer]
-        previous = node.output_tensors[0]
     if top and not any(isinstance(layer, ResidualBlock) for layer in layers):
         raise ValueError(f"model {model.name!r} has no residual blocks (keras_resnet.ResidualBlock layers)")
+    return layers
+
+
+def _checked_chain(model, x) -> list:
+    """:func:`_chain`, checked to compute the model: run one after another in inference mode on
+    a sample of ``x``, the layers must give the model's own output.
+
+    Keras has no public API for the connections of a layer inside a graph, so the chain is
+    checked by what it computes rather than by its edges.
+    """
+    layers = _chain(model)
+    sample = x[:1]
+    expected = np.asarray(model(sample, training=False), dtype="float64")
+    try:
+        h = tf.convert_to_tensor(sample)
+        for layer in layers:
+            h = layer(h, training=False)
+        got = np.asarray(h, dtype="float64")
+        same = got.shape == expected.shape and np.allclose(
+            got, expected, rtol=1e-3, atol=1e-5 * max(1.0, float(np.max(np.abs(expected), initial=0.0))))
+    except Exception:  # a layer that takes several inputs, or another shape: not a chain
+        same = False
+    if not same:
+        raise ValueError(
+            f"diagnostics need a model whose layers form a chain, as a ResNet's do; the layers of "
+            f"{model.name!r} run one after another do not compute the model's output"
+        )
     return layers
 
 
@@ -81,9 +100,11 @@ def _kept_state(model, enabled: bool):
 
 def _forward(model, x, training: bool, tape=None):
     """Runs the chain; returns ``(rows, blocks, block inputs, block outputs, model output)``."""
+    with tape.stop_recording() if tape is not None else contextlib.nullcontext():
+        layers = _checked_chain(model, x)
     h = tf.convert_to_tensor(x)
     rows, blocks, inputs, outputs = [], [], [], []
-    for layer in _chain(model):
+    for layer in layers:
         if isinstance(layer, ResidualBlock):
             if tape is not None:
                 tape.watch(h)

@@ -371,6 +371,19 @@ class _TunerHooks:
         return result
 
 
+def _is_worker() -> bool:
+    """True in a worker process of KerasTuner's distributed mode (not in the chief, nor alone).
+
+    KerasTuner has no public function for a process's role; its distributed-tuning guide sets
+    the role with environment variables: ``KERASTUNER_ORACLE_IP`` (and ``_PORT``) in every
+    process of a distributed search, and a ``KERASTUNER_TUNER_ID`` that holds ``"chief"`` in
+    the chief's. KerasTuner itself tells the chief by the same test.
+    """
+    import os
+
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
 @functools.cache
 def _tuner_classes() -> dict:
     import keras_tuner as kt
@@ -494,7 +507,6 @@ def search(
 
     import keras
     import tensorflow as tf
-    from keras_tuner.src.distribute import utils as dist_utils
 
     from keras_resnet.data import load_dataset
     from keras_resnet.training import device_scope, train
@@ -515,7 +527,7 @@ def search(
                               max_trials=max_trials, seed=seed, overwrite=overwrite,
                               distribution_strategy=strategy, factor=factor)
         kt_tuner.search(data.train, validation_data=data.validation, epochs=max_epochs, verbose=verbose)
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+    if _is_worker():
         return SearchResult(rows=[], best=None, best_model=None, test_accuracy=None, out=out)
 
     rows = trial_rows(kt_tuner.oracle)

@@ -218,6 +218,17 @@ def test_bad_input_raises_value_errors_naming_the_value():
         gradient_norms(headless, x, y)
 
 
+def test_a_model_that_is_not_a_chain_is_refused():
+    from keras_resnet import BasicBlock
+
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    y = BasicBlock(4)(x)
+    branched = keras.Model(inputs, keras.layers.Add()([x, y]))  # a skip around the block
+    with pytest.raises(ValueError, match="do not compute the model's output"):
+        identity_closeness(branched, batch(2)[0])
+
+
 def test_nested_model_with_normalization_is_diagnosed_through():
     model = resnet20()
     wrapped = keras.Sequential([keras.Input(SHAPE), keras.layers.Normalization(mean=[100.0], variance=[400.0]), model])

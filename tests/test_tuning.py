@@ -284,3 +284,18 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
     assert sorted(e["trial"] for e in ends) == sorted(r["trial"] for r in rows)  # each ran exactly once
     assert {e["tuner"] for e in ends} <= {"tuner0", "tuner1"}  # the chief only serves the oracle
     assert "worker finished" in outputs[1] and "worker finished" in outputs[2]
+
+
+@pytest.mark.parametrize("env,worker", [
+    ({}, False),
+    ({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "1"}, False),
+    ({"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "1"}, True),
+])
+def test_a_worker_is_told_by_keras_tuners_environment_variables(monkeypatch, env, worker):
+    from keras_resnet.tuning import _is_worker
+
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _is_worker() is worker
