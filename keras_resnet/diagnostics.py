@@ -310,8 +310,13 @@ def gradient_summary(rows: list[dict]) -> dict:
 def plain_twin(model, seed: int | None = None):
     """A freshly initialised copy of a ResNet without shortcuts (``shortcut="none"``).
 
-    Seeded like the ResNet and with option-A shortcuts (which have no weights), the twin starts
-    from exactly the ResNet's initial weights.
+    Args:
+        model: a :class:`keras_resnet.models.ResNet`.
+        seed: None (default) leaves the process's random generators alone; an integer first
+            calls ``keras.utils.set_random_seed(seed)``, which re-seeds Python's, NumPy's and
+            the backend's global generators. Seeded like the ResNet and with option-A
+            shortcuts (which have no weights), the twin starts from exactly the ResNet's
+            initial weights.
     """
     from keras_resnet.models import ResNet
 
@@ -324,17 +329,20 @@ def plain_twin(model, seed: int | None = None):
                                "drop_path_rate": 0.0, "name": name})
 
 
-def compare(model_or_preset, x, y=None, plain: bool = True, seed: int = 0, training: bool = False,
+def compare(model_or_preset, x, y=None, plain: bool = True, seed: int | None = None, training: bool = False,
             **overrides) -> dict[str, list[dict]]:
     """Diagnoses a ResNet and its plain twin on the same batch: ``{model name: rows}``.
 
     Args:
-        model_or_preset: a preset name (built with ``overrides`` after seeding with ``seed``)
-            or a model; a ResNet's twin is freshly initialised with ``seed``.
+        model_or_preset: a preset name (built with ``overrides``) or a model; a ResNet's twin
+            is freshly initialised.
         x: a batch, scaled as the model expects.
         y: optional integer labels (for the gradient columns).
         plain: bool, default True. Also diagnose the plain twin (of a ResNet with shortcuts).
-        seed: int, default 0.
+        seed: None (default) leaves the process's random generators alone; an integer calls
+            ``keras.utils.set_random_seed(seed)`` (Python's, NumPy's and the backend's global
+            generators) before building the preset and again before its twin, which then
+            start from the same weights.
         training: bool, default False. BatchNorm on batch statistics.
         **overrides: ``ResNet`` arguments for a preset, e.g. ``input_shape``, ``classes``.
 
@@ -347,7 +355,8 @@ def compare(model_or_preset, x, y=None, plain: bool = True, seed: int = 0, train
     from keras_resnet.models import ResNet
 
     if isinstance(model_or_preset, str):
-        keras.utils.set_random_seed(seed)
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
         model = ResNet.from_preset(model_or_preset, **overrides)
     elif overrides:
         raise ValueError(f"overrides apply to preset names only; received {sorted(overrides)} with a model")
@@ -469,6 +478,7 @@ def run_diagnosis(
     dataset: str = "random",
     batch: int = 32,
     seed: int = 0,
+    set_global_seed: bool = False,
     bn_stats: str = "auto",
     plain: bool = True,
     out: str | os.PathLike = "runs/diagnose",
@@ -480,7 +490,11 @@ def run_diagnosis(
         model: a preset name (built with ``overrides`` and ``seed``) or a ``.keras`` path.
         dataset: ``"random"`` (seeded images) or ``"digits"`` (a batch of the training split).
         batch: images in the measured batch.
-        seed: seeds the fresh weights and the data.
+        seed: seeds the data (the random batch, or the digits' shuffle).
+        set_global_seed: also call ``keras.utils.set_random_seed(seed)`` before building the
+            preset and its twin, so that their weights are reproducible; this re-seeds
+            Python's, NumPy's and the backend's global generators in the whole process. Off
+            by default; the ``keras-resnet diagnose`` command turns it on.
         bn_stats: ``"batch"``, ``"moving"`` or ``"auto"`` (batch statistics for a fresh preset,
             whose moving statistics are still 0 and 1; moving statistics for a trained file).
         plain: also diagnose the plain twin of a ResNet.
@@ -518,7 +532,8 @@ def run_diagnosis(
         x, y = (t.numpy() for t in next(iter(data.train)))
         overrides.update(input_shape=data.input_shape, classes=data.num_classes)
     if loaded is None:
-        keras.utils.set_random_seed(seed)
+        if set_global_seed:
+            keras.utils.set_random_seed(seed)
         loaded = ResNet.from_preset(model, **overrides)
     raw = takes_raw_pixels(loaded)
     if x is None:
@@ -528,7 +543,7 @@ def run_diagnosis(
         y = rng.integers(0, loaded.output_shape[-1], batch)
     elif not raw:
         x = preprocessing(data)(x).numpy()
-    results = compare(loaded, x, y, plain=plain, seed=seed, training=training)
+    results = compare(loaded, x, y, plain=plain, seed=seed if set_global_seed else None, training=training)
     summary = [{"model": name, **gradient_summary(rows)} for name, rows in results.items()]
     stats = "batch" if training else "moving"
     data_note = f"digits ({'raw pixels' if raw else 'standardised'})" if data else "random (seeded)"

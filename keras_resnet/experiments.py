@@ -139,7 +139,7 @@ def _planned(plan: _Plan) -> list[dict]:
 
 # ---- running ------------------------------------------------------------------------------
 
-def _execute(plan: _Plan) -> list[dict]:
+def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[dict]:
     """Trains (or reads back) every planned run; returns their records in plan order."""
     import keras
 
@@ -184,7 +184,7 @@ def _execute(plan: _Plan) -> list[dict]:
             if plan.verbose:
                 print(f"[{i}/{len(plan.runs)}] {name}: training {plan.epochs} epochs")
             result = train("resnet20", train_data, config, out=folder, verbose=plan.verbose,
-                           depth=depth, shortcut=shortcut, version=version,
+                           set_global_seed=set_global_seed, depth=depth, shortcut=shortcut, version=version,
                            width_multiplier=plan.width_multiplier)
             model, metrics, history = result.model, result.metrics, result.history
             note = "trained"
@@ -207,7 +207,8 @@ def _execute(plan: _Plan) -> list[dict]:
             print(f"[{i}/{len(plan.runs)}] {name}: {note}; train error {100 * record['train_error']:.2f}%, "
                   f"test error {100 * record['test_error']:.2f}% ({time.perf_counter() - started:.0f} s)")
         del model
-        keras.backend.clear_session()  # dozens of deep models in one process add up
+        if clear_session:
+            keras.backend.clear_session()  # dozens of deep models in one process add up
     return records
 
 
@@ -262,6 +263,8 @@ def degradation(
     responses: bool = True,
     verbose: int = 1,
     dry_run: bool = False,
+    set_global_seed: bool = False,
+    clear_session: bool = False,
 ) -> list[dict]:
     """The degradation experiment: plain nets against ResNets of the same depths (Figure 6).
 
@@ -296,6 +299,14 @@ def degradation(
         responses: also measure the trained nets' residual responses; default True.
         verbose: 0 silent, 1 progress bars (default), 2 one line per epoch.
         dry_run: only validate, and return the planned runs without training.
+        set_global_seed: call ``keras.utils.set_random_seed(seed)`` before each run, so that
+            its initial weights follow its seed (and plain and residual twins start alike);
+            this re-seeds Python's, NumPy's and the backend's global generators in the whole
+            process. Off by default; the ``keras-resnet`` experiment commands turn it on.
+        clear_session: call ``keras.backend.clear_session()`` after each run, which frees the
+            memory of dozens of deep models but also resets Keras's global state (layer-name
+            counters, the dtype policy) in the whole process. Off by default; the commands turn
+            it on.
 
     Returns:
         One record per run: ``run``, ``model``, ``depth``, ``shortcut``, ``version``, ``seed``,
@@ -319,11 +330,11 @@ def degradation(
         raise ValueError(f"responses must be True or False; received responses={responses!r}")
     if dry_run:
         return _planned(plan)
-    records = _execute(plan)
+    records = _execute(plan, set_global_seed=set_global_seed, clear_session=clear_session)
     _write_results(plan, "degradation", records)
     plot_degradation(records, plan.out / "degradation.png")
     if responses:
-        residual_responses(plan.out, verbose=verbose)
+        residual_responses(plan.out, verbose=verbose, clear_session=clear_session)
     return records
 
 
@@ -340,6 +351,8 @@ def compare_shortcuts(
     width_multiplier: float = 1.0,
     verbose: int = 1,
     dry_run: bool = False,
+    set_global_seed: bool = False,
+    clear_session: bool = False,
 ) -> list[dict]:
     """Shortcut types (and block versions) at one depth: the ResNet paper's Table 3 comparison.
 
@@ -354,8 +367,8 @@ def compare_shortcuts(
     (:func:`plot_shortcuts`); finished runs are reused. ``"none"`` is trained once, as v1.
 
     Args:
-        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run: as
-            :func:`degradation`.
+        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run,
+            set_global_seed, clear_session: as :func:`degradation`.
         depth: one CIFAR-style depth (6n+2); default 32.
         shortcuts: shortcut types (or A, B, C); default all four.
         versions: block versions of the nets with shortcuts; default ("v1",).
@@ -375,13 +388,14 @@ def compare_shortcuts(
     plan = _plan(dataset, variants, (depth,), seeds, epochs, out, config, augment, width_multiplier, verbose)
     if dry_run:
         return _planned(plan)
-    records = _execute(plan)
+    records = _execute(plan, set_global_seed=set_global_seed, clear_session=clear_session)
     _write_results(plan, "shortcuts", records)
     plot_shortcuts(records, plan.out / "shortcuts.png")
     return records
 
 
-def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: int = 1) -> list[dict]:
+def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: int = 1,
+                       clear_session: bool = False) -> list[dict]:
     """Residual responses of the trained nets of an experiment (the ResNet paper's Figure 7).
 
     For every run in ``out/results.json``, loads its final model and measures, on up to
@@ -396,6 +410,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
         out: an experiment's folder, holding ``results.json``.
         max_images: test images to measure on (the measurement keeps every block's output).
         verbose: 0 quiet, else one line per model.
+        clear_session: call ``keras.backend.clear_session()`` after each model (see
+            :func:`degradation`).
 
     Returns:
         One dict per run: ``run``, ``depth``, ``shortcut``, ``version``, ``seed`` and
@@ -435,7 +451,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
             print(f"{record['run']}: mean std of F(x) {row['mean_response_std']:.3f}, "
                   f"mean ||F(x)||/||x|| {row['mean_residual_ratio']:.3f}")
         del model
-        keras.backend.clear_session()
+        if clear_session:
+            keras.backend.clear_session()
     diagnostics.write_json({"images": len(x), "mode": "inference", "runs": rows}, out / "responses.json")
     plot_responses(rows, out / "responses.png")
     return rows

@@ -435,8 +435,20 @@ def _resolve_input_shape(input_shape, style, include_top, n_stages):
     return shape
 
 
-def preset_table(names=None) -> list[dict]:
-    """One row per preset: name, style, version, shortcut, block, depth, params, multiply-adds."""
+def preset_table(names=None, *, clear_session: bool = False) -> list[dict]:
+    """One row per preset: name, style, version, shortcut, block, depth, params, multiply-adds.
+
+    Args:
+        names: preset names; default all of them.
+        clear_session: call ``keras.backend.clear_session()`` after each model, which frees
+            its memory but also resets Keras's global state in the whole process (layer-name
+            counters, the dtype policy). Off by default; the ``keras-resnet presets --count``
+            command turns it on.
+
+    Example:
+    >>> [(row["preset"], row["params"]) for row in preset_table(["resnet20"])]
+    [('resnet20', 271098)]
+    """
     rows = []
     for name in names or PRESETS:
         model = ResNet.from_preset(name)
@@ -450,5 +462,6 @@ def preset_table(names=None) -> list[dict]:
                 "input": "x".join(str(d) for d in cfg["input_shape"]),
             }
         )
-        keras.backend.clear_session()
+        if clear_session:
+            keras.backend.clear_session()
     return rows

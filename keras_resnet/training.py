@@ -73,7 +73,8 @@ class TrainConfig:
         label_smoothing: default 0 (the paper has none).
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
-        seed: seeds weights, shuffling and augmentation.
+        seed: seeds shuffling and augmentation; the weights too with
+            ``train(..., set_global_seed=True)``.
         mixed_precision: default: on for GPUs with compute capability >= 7.0, off on CPU.
         jit_compile: XLA; default: on for one GPU, off on CPU and under tf.distribute.
         steps_per_execution: default: up to 32 for models under 5M parameters on GPUs, else 1.
@@ -442,6 +443,7 @@ def train(
     *,
     verbose: int = 1,
     overwrite: bool = False,
+    set_global_seed: bool = False,
     **model_overrides,
 ) -> TrainResult:
     """Trains with the paper's recipe, resumably, and writes the run's files into ``out``.
@@ -459,6 +461,11 @@ def train(
         out: the run's folder; None trains in a temporary folder and keeps nothing.
         verbose: 0 silent, 1 progress bars, 2 one line per epoch.
         overwrite: delete a previous run's files in ``out`` (finished or not) and start over.
+        set_global_seed: call ``keras.utils.set_random_seed(config.seed)`` before building the
+            model, so that its initial weights (and dropout) are reproducible; this re-seeds
+            Python's, NumPy's and the backend's global generators in the whole process. Off
+            by default (``config.seed`` still seeds the data pipeline); the
+            ``keras-resnet train`` command turns it on.
         **model_overrides: ``ResNet`` arguments for a preset (``shortcut="projection"``, ...).
 
     Returns:
@@ -493,8 +500,9 @@ def train(
     else:
         dataset_name = dataset
         check_dataset(dataset, config.data_dir)
-    if overwrite not in (True, False):
-        raise ValueError(f"overwrite must be True or False; received overwrite={overwrite!r}")
+    for name, flag in (("overwrite", overwrite), ("set_global_seed", set_global_seed)):
+        if flag not in (True, False):
+            raise ValueError(f"{name} must be True or False; received {name}={flag!r}")
     check_cluster(config)
     signature = runs.signature(model, model_overrides, dataset_name, config)
 
@@ -508,7 +516,8 @@ def train(
             raise ValueError(f"out {str(out)!r} exists and is not a folder")
     state = runs.prepare(out_dir, signature, overwrite)
     try:
-        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None)
+        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None,
+                      set_global_seed=set_global_seed)
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -516,7 +525,7 @@ def train(
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def _train(model, dataset, config, out, state, verbose, overrides, keep):
+def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed):
     import keras
     import tensorflow as tf
 
@@ -535,7 +544,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep):
                 validation_split=config.validation_split, seed=config.seed, augment=config.augment,
                 flip=config.flip, data_dir=config.data_dir, cache=config.cache,
             )
-        keras.utils.set_random_seed(config.seed)
+        if set_global_seed:
+            keras.utils.set_random_seed(config.seed)
         built_here = isinstance(model, str)
         with strategy.scope():
             if built_here:

@@ -277,7 +277,8 @@ def _rebatch(ds, batch_size: int):
 
 def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search", max_epochs: int = 9,
                max_trials: int | None = None, seed: int = 0, objective: str = "val_accuracy",
-               overwrite: bool = False, distribution_strategy=None, factor: int = 3, **kwargs) -> Any:
+               overwrite: bool = False, distribution_strategy=None, factor: int = 3, freeze_gc: bool = False,
+               **kwargs) -> Any:
     """Makes a KerasTuner tuner; the same ``directory`` and ``project_name`` resume a search.
 
     Args:
@@ -292,9 +293,16 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
         overwrite: start afresh instead of resuming.
         distribution_strategy: a ``tf.distribute`` strategy for each trial.
         factor: Hyperband's reduction factor.
+        freeze_gc: make KerasTuner's garbage collection between trials cheap by hiding the
+            objects alive at the search's start and after each trial's clean-up from the
+            collector (``gc.freeze``, undone by ``gc.unfreeze`` when the search ends or
+            fails). This acts on the whole process, so it is off by default; the
+            ``keras-resnet tune`` command turns it on.
+        **kwargs: passed to the KerasTuner tuner.
 
-    Example:
-    >>> # make_tuner("hyperband", hypermodel, directory="runs/search", max_epochs=9)
+    Whatever ``freeze_gc``, KerasTuner itself calls ``keras.backend.clear_session()`` and
+    ``gc.collect()`` before building each trial's model: a search resets Keras's global state
+    (layer-name counters, the dtype policy) in the process that runs it.
     """
     import keras_tuner as kt
 
@@ -305,15 +313,20 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
         objective=kt.Objective(objective, "max"), directory=str(directory), project_name=project_name,
         overwrite=overwrite, seed=seed, distribution_strategy=distribution_strategy, **kwargs,
     )
+    if freeze_gc not in (True, False):
+        raise ValueError(f"freeze_gc must be True or False; received freeze_gc={freeze_gc!r}")
     if kind == "hyperband":
-        return classes["hyperband"](hypermodel, max_epochs=max_epochs, factor=factor, **common)
-    trials = max_trials or hypermodel.space.size() or 10
-    return classes[kind](hypermodel, max_trials=trials, **common)
+        tuner = classes["hyperband"](hypermodel, max_epochs=max_epochs, factor=factor, **common)
+    else:
+        trials = max_trials or hypermodel.space.size() or 10
+        tuner = classes[kind](hypermodel, max_trials=trials, **common)
+    tuner.freeze_gc = freeze_gc
+    return tuner
 
 
 class _TunerHooks:
-    """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``, and keeps
-    KerasTuner's clean-up between trials cheap.
+    """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``, and with
+    ``freeze_gc`` keeps KerasTuner's clean-up between trials cheap.
 
     The log says which tuner (worker) ran which trial and for how long, so a resumed or
     distributed search can be checked: every trial ends exactly once.
@@ -325,11 +338,14 @@ class _TunerHooks:
     the previous trial left; ``gc.unfreeze`` when the search ends (or fails) hands them back.
     """
 
+    freeze_gc = False  # set by make_tuner
+
     def on_search_begin(self):
         import gc
 
         super().on_search_begin()
-        gc.freeze()  # what the process holds now: modules, the data (and a little garbage, once)
+        if self.freeze_gc:
+            gc.freeze()  # what the process holds now: modules, the data (and a little garbage, once)
 
     def on_trial_begin(self, trial):
         import gc
@@ -337,6 +353,8 @@ class _TunerHooks:
         import keras
 
         super().on_trial_begin(trial)
+        if not self.freeze_gc:
+            return
         # The previous trial's model becomes garbage only once the session is cleared: clear and
         # collect first, so that only what is really alive is frozen.
         keras.backend.clear_session()
@@ -349,7 +367,8 @@ class _TunerHooks:
         try:
             return super().search(*args, **kwargs)
         finally:  # also when a trial raises or the search is interrupted
-            gc.unfreeze()
+            if self.freeze_gc:
+                gc.unfreeze()
 
     def run_trial(self, trial, *args, **kwargs):
         import json
@@ -456,6 +475,8 @@ def search(
     overwrite: bool = False,
     distribution: str | None = None,
     verbose: int = 1,
+    set_global_seed: bool = False,
+    freeze_gc: bool = False,
 ) -> SearchResult:
     """Searches, writes the trials table and plot, and retrains the best configuration.
 
@@ -476,15 +497,26 @@ def search(
         max_epochs: Hyperband's largest budget, and epochs per trial for the other tuners.
         max_trials: trials for bayesian/random/grid.
         factor: Hyperband's reduction factor.
-        seed: seeds the oracle, the data pipeline and the weights.
+        seed: seeds the oracle and the data pipeline (and the weights with ``set_global_seed``).
         retrain: retrain the best configuration and write ``best_model.keras``.
         retrain_epochs: epochs of that training (default ``max_epochs``).
         overwrite: start afresh instead of resuming.
         distribution: None or ``"mirrored"`` (each trial on all visible GPUs).
         verbose: Keras and KerasTuner verbosity.
+        set_global_seed: call ``keras.utils.set_random_seed(seed)`` before the search and the
+            retraining, so that the weights are reproducible; this re-seeds Python's, NumPy's
+            and the backend's global generators in the whole process. Off by default; the
+            ``keras-resnet tune`` command turns it on.
+        freeze_gc: see :func:`make_tuner`. Like every KerasTuner search, this one clears the
+            Keras session before each trial.
 
     Example:
-    >>> # search("digits", "runs/search", max_epochs=9, space=SearchSpace(depths=[20, 32]))
+    >>> from keras_resnet.training import TrainConfig
+    >>> result = search("digits", "search", tuner="grid", max_epochs=1, retrain=False, verbose=0,
+    ...                 space=SearchSpace(depths=[8], shortcuts=["A", "none"], versions=["v1"]),
+    ...                 config=TrainConfig(image_size=8, batch_size=256))  # doctest: +SKIP
+    >>> sorted(row["shortcut"] for row in result.rows)  # doctest: +SKIP
+    ['identity', 'none']
     """
     from pathlib import Path
 
@@ -520,12 +552,13 @@ def search(
         raise ValueError("a search needs a validation split; received validation_split=0")
     hypermodel = ResNetHyperModel(data.input_shape, data.num_classes, mean=data.mean, std=data.std,
                                   space=space, train_config=config, steps_per_epoch=data.steps_per_epoch)
-    keras.utils.set_random_seed(seed)
+    if set_global_seed:
+        keras.utils.set_random_seed(seed)
     with device_scope(config):
         strategy = tf.distribute.MirroredStrategy() if distribution == "mirrored" else None
         kt_tuner = make_tuner(tuner, hypermodel, directory=out, project_name="tuner", max_epochs=max_epochs,
                               max_trials=max_trials, seed=seed, overwrite=overwrite,
-                              distribution_strategy=strategy, factor=factor)
+                              distribution_strategy=strategy, factor=factor, freeze_gc=freeze_gc)
         kt_tuner.search(data.train, validation_data=data.validation, epochs=max_epochs, verbose=verbose)
     if _is_worker():
         return SearchResult(rows=[], best=None, best_model=None, test_accuracy=None, out=out)
@@ -548,7 +581,7 @@ def search(
         else:
             # By name, so the data pipeline starts fresh: the same run as `keras-resnet train`.
             result = train(BASE_PRESET[space.style], dataset, trial_config, folder, verbose=verbose,
-                           overwrite=overwrite, **arch)
+                           overwrite=overwrite, set_global_seed=set_global_seed, **arch)
             best_model, test_accuracy = result.model, result.metrics["test_accuracy"]
         fileio.copy(folder / "model.keras", out / "best_model.keras")
         fileio.copy(folder / "metrics.json", out / "best_metrics.json")

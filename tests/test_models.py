@@ -346,3 +346,16 @@ def test_converts_to_tflite_builtin_ops_only(version, shortcut, tmp_path):
     interpreter.invoke()
     y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_preset_table_clears_the_session_only_when_asked():
+    from keras_resnet.models import preset_table
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        assert preset_table(["resnet20"])[0]["params"] == 271_098
+        assert keras.config.dtype_policy().name == "mixed_float16"  # the caller's setting stays
+        preset_table(["resnet20"], clear_session=True)
+        assert keras.config.dtype_policy().name == "float32"  # clear_session resets it
+    finally:
+        keras.config.set_dtype_policy("float32")

@@ -166,14 +166,18 @@ def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_pat
 
     hm = _FreezeRecorder((8, 8, 1), 3, mean=[100.0], std=[50.0], space=SearchSpace(depths=[8, 14], shortcuts=["A"], versions=["v1"]),
                          steps_per_epoch=2)
-    tuner = make_tuner("grid", hm, directory=tmp_path, max_epochs=1)
+    plain = make_tuner("grid", hm, directory=tmp_path / "plain", max_epochs=1)  # freeze_gc is opt-in
+    _FreezeRecorder.frozen = []
+    plain.search(tiny_data(), validation_data=tiny_data(), epochs=1, verbose=0)
+    assert _FreezeRecorder.frozen == [0, 0]
+    tuner = make_tuner("grid", hm, directory=tmp_path, max_epochs=1, freeze_gc=True)
     _FreezeRecorder.frozen = []
     tuner.search(tiny_data(), validation_data=tiny_data(), epochs=1, verbose=0)
     # In each trial the collector skips what was alive before it: TensorFlow, Keras, the data.
     assert len(_FreezeRecorder.frozen) == 2 and min(_FreezeRecorder.frozen) > 100_000
     assert gc.get_freeze_count() == 0
     assert len(tuner.oracle.get_best_trials(2)) == 2
-    stopped = make_tuner("grid", hm, directory=tmp_path / "stopped", max_epochs=1)
+    stopped = make_tuner("grid", hm, directory=tmp_path / "stopped", max_epochs=1, freeze_gc=True)
     _FreezeRecorder.interrupt = True  # a search stopped mid-trial hands the frozen objects back too
     try:
         with pytest.raises(KeyboardInterrupt):
