@@ -25,14 +25,7 @@ import keras
 from keras import ops
 
 from keras_resnet.layers import FusedBatchNormalization
-from keras_resnet.presets import (  # noqa: F401 - re-exported: the names belong with the blocks
-    BLOCK_TYPES,
-    SHORTCUT_ALIASES,
-    SHORTCUTS,
-    VERSIONS,
-    normalize_shortcut,
-    normalize_version,
-)
+from keras_resnet.presets import normalize_shortcut, normalize_version
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:

@@ -153,7 +153,8 @@ def _cmd_train(args) -> int:
         with silenced_stderr(not args.verbose):
             distribution_strategy("multi_worker")
     import_keras(args.verbose)
-    from keras_resnet.training import TrainingDiverged, train
+    from keras_resnet.runs import TrainingDiverged
+    from keras_resnet.training import train
 
     try:
         result = train(args.model, args.dataset, config, out=args.out, verbose=args.progress,
@@ -309,7 +310,7 @@ def _run_experiment(args, function, kwargs: dict, files: str) -> int:
         print_table(planned)
         return 0
     import_keras(args.verbose)
-    from keras_resnet.training import TrainingDiverged
+    from keras_resnet.runs import TrainingDiverged
 
     try:
         records = function(**kwargs)

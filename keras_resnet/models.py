@@ -11,16 +11,9 @@ import difflib
 
 import keras
 
-from keras_resnet.blocks import (
-    BLOCK_TYPES,
-    BLOCKS,
-    ResidualBlock,
-    conv_macs,
-    normalize_shortcut,
-    normalize_version,
-)
+from keras_resnet.blocks import BLOCKS, ResidualBlock, conv_macs
 from keras_resnet.layers import FusedBatchNormalization
-from keras_resnet.presets import PRESETS
+from keras_resnet.presets import BLOCK_TYPES, PRESETS, normalize_shortcut, normalize_version
 from keras_resnet.weights import check_weights, load_weights
 
 STYLES = ("cifar", "imagenet")

@@ -38,9 +38,6 @@ from keras_resnet import runs
 from keras_resnet.data import DIGITS, check_dataset
 from keras_resnet.presets import PRESET_NAMES
 
-# Moved to keras_resnet.runs; importable from here as before.
-from keras_resnet.runs import OUTPUTS, TrainingDiverged, plot_history  # noqa: F401
-
 SCHEDULES = ("step", "cosine")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PAPER_BATCH_SIZE = 128
@@ -474,7 +471,7 @@ def train(
 
     Raises:
         ValueError: a bad argument, or an ``out`` that holds another run.
-        TrainingDiverged: the loss became NaN or infinite.
+        keras_resnet.runs.TrainingDiverged: the loss became NaN or infinite.
 
     Example:
     >>> result = train("resnet20", "digits", TrainConfig(epochs=2), out="runs/r20", verbose=0)

@@ -22,21 +22,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import keras_tuner as kt
+
 from keras_resnet import fileio
-from keras_resnet.blocks import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
+from keras_resnet.presets import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
 
 TUNERS = ("hyperband", "bayesian", "random", "grid")
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BASE_PRESET = {"cifar": "resnet20", "imagenet": "resnet18"}
 BASELINE = {"depth": {"cifar": 20, "imagenet": 18}, "shortcut": "projection", "version": "v1"}
-
-try:  # KerasTuner imports TensorFlow; the class is defined only when it is available.
-    import keras_tuner as _kt
-
-    _HyperModelBase = _kt.HyperModel
-except ImportError:  # pragma: no cover - keras-tuner is a dependency
-    _HyperModelBase = object
-
 
 def valid_depths(style: str, min_depth: int = 0, max_depth: int = 10**6) -> tuple[int, ...]:
     """The depths a ``style`` allows within bounds (CIFAR: 6n+2 basic blocks; ImageNet: table)."""
@@ -140,7 +134,7 @@ def _positive_int(name):
     return check
 
 
-class ResNetHyperModel(_HyperModelBase):
+class ResNetHyperModel(kt.HyperModel):
     """A KerasTuner hypermodel of ResNets; every trial's model is compiled and ready to fit.
 
     Args:
@@ -304,8 +298,6 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
     ``gc.collect()`` before building each trial's model: a search resets Keras's global state
     (layer-name counters, the dtype policy) in the process that runs it.
     """
-    import keras_tuner as kt
-
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {', '.join(TUNERS)}; received tuner={kind!r}")
     classes = _tuner_classes()
@@ -405,8 +397,6 @@ def _is_worker() -> bool:
 
 @functools.cache
 def _tuner_classes() -> dict:
-    import keras_tuner as kt
-
     bases = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
              "random": kt.RandomSearch, "grid": kt.GridSearch}
     return {kind: type(base.__name__, (_TunerHooks, base), {}) for kind, base in bases.items()}
