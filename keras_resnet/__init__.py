@@ -17,7 +17,7 @@ Example:
 >>> import keras_resnet
 >>> model = keras_resnet.ResNet.from_preset("resnet20", input_shape=(8, 8, 1))
 >>> model.name, model.count_params()
-('resnet20', 271914)
+('resnet20', 270810)
 """
 
 from __future__ import annotations

@@ -348,9 +348,9 @@ def compare(model_or_preset, x, y=None, plain: bool = True, seed: int | None = N
 
     Example:
     >>> import numpy as np
-    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], input_shape=(8, 8, 1))
+    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], depth=8, input_shape=(8, 8, 1))
     >>> list(results)
-    ['resnet20', 'plain20']
+    ['resnet8', 'plain8']
     """
     from keras_resnet.models import ResNet
 
@@ -404,7 +404,7 @@ def plot_diagnostics(results: dict[str, list[dict]], path, title: str | None = N
 
     Example:
     >>> import numpy as np
-    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], input_shape=(8, 8, 1))
+    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], depth=8, input_shape=(8, 8, 1))
     >>> plot_diagnostics(results, "diagnostics.png")
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -449,8 +449,14 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         history: list of ``{"epoch": epochs completed, "logs": {...}, "blocks": rows}``.
 
     Example:
-    >>> callback = DiagnosticsCallback(x[:32], y[:32], out="runs/diagnostics.json")
-    >>> model.fit(x, y, epochs=2, callbacks=[callback])
+    >>> from keras_resnet import ResNet
+    >>> model = ResNet(depth=8, input_shape=(8, 8, 1), classes=3)
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> x, y = np.random.default_rng(0).normal(size=(8, 8, 8, 1)), np.arange(8) % 3
+    >>> callback = DiagnosticsCallback(x[:4], y[:4], out="diagnostics.json")
+    >>> _ = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[callback])
+    >>> [entry["epoch"] for entry in callback.history], len(callback.history[0]["blocks"])
+    ([1, 2], 3)
     """
 
     def __init__(self, x, y=None, every: int = 1, out=None, training: bool = False):
@@ -506,7 +512,9 @@ def run_diagnosis(
         "json": path, "png": path}``.
 
     Example:
-    >>> # run_diagnosis("resnet110", input_shape=(16, 16, 1), bn_stats="batch")
+    >>> report = run_diagnosis("resnet20", depth=8, input_shape=(8, 8, 1), batch=4, out="diagnose")
+    >>> list(report["results"]), os.path.basename(report["png"])
+    (['resnet8', 'plain8'], 'diagnostics.png')
     """
     from keras_resnet.models import ResNet
 

@@ -317,8 +317,8 @@ def degradation(
         ``augment``).
 
     Example:
-    >>> records = degradation(depths=(20, 56), seeds=(0,), out="runs/degradation")
-    >>> sorted({(r["shortcut"], r["depth"]) for r in records})
+    >>> records = degradation(depths=(20, 56), seeds=(0,), out="runs/degradation")  # doctest: +SKIP
+    >>> sorted({(r["shortcut"], r["depth"]) for r in records})  # doctest: +SKIP
     [('identity', 20), ('identity', 56), ('none', 20), ('none', 56)]
     """
     shortcut = normalize_shortcut(shortcut)
@@ -377,8 +377,8 @@ def compare_shortcuts(
         One record per run, with the keys of :func:`degradation`'s.
 
     Example:
-    >>> records = compare_shortcuts(depth=20, shortcuts=("A", "B"), out="runs/shortcuts")
-    >>> [r["shortcut"] for r in records]
+    >>> records = compare_shortcuts(depth=20, shortcuts=("A", "B"), out="runs/shortcuts")  # doctest: +SKIP
+    >>> [r["shortcut"] for r in records]  # doctest: +SKIP
     ['identity', 'projection']
     """
     shortcuts = _distinct("shortcuts", shortcuts, normalize_shortcut)
@@ -419,8 +419,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
         ``cosine``), plus ``mean_response_std`` and ``mean_residual_ratio``.
 
     Example:
-    >>> rows = residual_responses("runs/degradation")
-    >>> sorted({r["depth"] for r in rows})
+    >>> rows = residual_responses("runs/degradation")  # doctest: +SKIP
+    >>> sorted({r["depth"] for r in rows})  # doctest: +SKIP
     [20, 32, 44, 56]
     """
     out = Path(out)
@@ -492,7 +492,7 @@ def plot_degradation(records: list[dict], path: str | os.PathLike) -> None:
         path: the PNG to write (atomically).
 
     Example:
-    >>> plot_degradation(degradation(depths=(20, 56)), "degradation.png")
+    >>> plot_degradation(degradation(depths=(20, 56)), "degradation.png")  # doctest: +SKIP
     """
     records = _check_records(records, ("depth", "shortcut", "version", "seed", "train_error", "epoch_train_error"))
     panels = list(dict.fromkeys((r["shortcut"], r["version"]) for r in sorted(records, key=lambda r: r["shortcut"] != "none")))
@@ -534,7 +534,7 @@ def plot_shortcuts(records: list[dict], path: str | os.PathLike) -> None:
         path: the PNG to write (atomically).
 
     Example:
-    >>> plot_shortcuts(compare_shortcuts(depth=20), "shortcuts.png")
+    >>> plot_shortcuts(compare_shortcuts(depth=20), "shortcuts.png")  # doctest: +SKIP
     """
     records = _check_records(records, ("shortcut", "version", "depth", "train_error", "test_error"))
     labels = list(dict.fromkeys(_label(r["shortcut"], r["version"]) for r in records))
@@ -569,7 +569,7 @@ def plot_responses(rows: list[dict], path: str | os.PathLike) -> None:
         path: the PNG to write (atomically).
 
     Example:
-    >>> plot_responses(residual_responses("runs/degradation"), "responses.png")
+    >>> plot_responses(residual_responses("runs/degradation"), "responses.png")  # doctest: +SKIP
     """
     rows = _check_records(rows, ("depth", "shortcut", "version", "blocks"))
     fig, axes = _figure(11, 4.2, 2)

@@ -101,7 +101,8 @@ def image_shape(model: keras.Model) -> tuple[int, int, int]:
         has several inputs or outputs, or its output is not ``(batch, classes)``.
 
     Example:
-    >>> image_shape(ResNet(depth=8, input_shape=(16, 16, 1), classes=10))  # doctest: +SKIP
+    >>> from keras_resnet.models import ResNet
+    >>> image_shape(ResNet(depth=8, input_shape=(16, 16, 1), classes=10))
     (16, 16, 1)
     """
     if not isinstance(model, keras.Model):

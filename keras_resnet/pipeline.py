@@ -54,7 +54,9 @@ def export_trained(
         ``top1_agreement``, ``accuracy``, ``latency_ms``, ``passed``, ``failures``).
 
     Example:
-    >>> # export_trained("runs/r20/model.keras", "digits_resnet20", dataset="digits")
+    >>> records = export_trained("runs/r20/model.keras", "digits_resnet20", dataset="digits")  # doctest: +SKIP
+    >>> [r["format"] for r in records if r["passed"]]  # doctest: +SKIP
+    ['saved_model', 'float32', 'float16', 'dynamic', 'int8']
     """
     if "int8" in tflite and not dataset:
         raise ValueError("int8 export needs a dataset: full-integer quantization calibrates on training images")

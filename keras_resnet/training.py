@@ -369,7 +369,11 @@ def compile_model(model, config: TrainConfig, *, steps_per_epoch: int, epochs: i
         ``device`` (the :func:`device_settings`).
 
     Example:
-    >>> # recipe = compile_model(model, TrainConfig(epochs=30), steps_per_epoch=11)
+    >>> from keras_resnet.models import ResNet
+    >>> model = ResNet(depth=8, input_shape=(8, 8, 1), classes=10)
+    >>> recipe = compile_model(model, TrainConfig(epochs=30), steps_per_epoch=11)
+    >>> recipe["lr"], recipe["total_steps"], type(model.optimizer).__name__
+    (0.1, 330, 'SGD')
     """
     import keras
 
@@ -474,9 +478,10 @@ def train(
         keras_resnet.runs.TrainingDiverged: the loss became NaN or infinite.
 
     Example:
-    >>> result = train("resnet20", "digits", TrainConfig(epochs=2), out="runs/r20", verbose=0)
-    >>> sorted(result.metrics)[:3]
-    ['best_epoch', 'best_val_accuracy', 'config']
+    >>> config = TrainConfig(epochs=1, image_size=8, batch_size=256)
+    >>> result = train("resnet20", "digits", config, out="r8", verbose=0, depth=8)
+    >>> result.metrics["model"], result.metrics["epochs"], sorted(p.name for p in result.out.iterdir())
+    ('resnet8', 1, ['curves.png', 'history.csv', 'metrics.json', 'model.keras', 'state.json'])
     """
     from keras_resnet.data import Dataset
 

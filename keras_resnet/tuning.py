@@ -147,7 +147,7 @@ class ResNetHyperModel(kt.HyperModel):
 
     Example:
     >>> import keras_tuner
-    >>> hm = ResNetHyperModel((8, 8, 1), 10, mean=[0.0], std=[1.0],
+    >>> hm = ResNetHyperModel((8, 8, 1), 10, mean=[0.0], std=[1.0], steps_per_epoch=10,
     ...                       space=SearchSpace(depths=[8, 14], shortcuts=["A", "none"]))
     >>> model = hm.build(keras_tuner.HyperParameters())
     >>> model.name
@@ -297,6 +297,13 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
     Whatever ``freeze_gc``, KerasTuner itself calls ``keras.backend.clear_session()`` and
     ``gc.collect()`` before building each trial's model: a search resets Keras's global state
     (layer-name counters, the dtype policy) in the process that runs it.
+
+    Example:
+    >>> hypermodel = ResNetHyperModel((8, 8, 1), 10, mean=[0.0], std=[1.0], space=SearchSpace(depths=[8]),
+    ...                               steps_per_epoch=10)
+    >>> tuner = make_tuner("grid", hypermodel, directory="search", max_epochs=1)
+    >>> type(tuner).__name__, tuner.oracle.max_trials
+    ('GridSearch', 8)
     """
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {', '.join(TUNERS)}; received tuner={kind!r}")
