@@ -39,7 +39,7 @@ GOAL_SECONDS = 120.0
 def ours(config: TrainConfig) -> dict:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = train("resnet20", "digits", config, out=out, verbose=0)
+        result = train("resnet20", "digits", config, out=out, verbose=0, set_global_seed=True)
         wall = time.perf_counter() - start
     m, rows = result.metrics, result.history
     elapsed, reached = 0.0, None

@@ -53,7 +53,7 @@ def one_trial(data, epochs: int, directory: str) -> dict:
         train_config=TrainConfig(epochs=epochs), steps_per_epoch=data.steps_per_epoch,
     )
     tuner = make_tuner("random", hypermodel, directory=directory, project_name="bench", max_trials=1,
-                       max_epochs=epochs, overwrite=True)
+                       max_epochs=epochs, overwrite=True, freeze_gc=True)  # as `keras-resnet tune`
     built = time.perf_counter()
     tuner.search(data.train, validation_data=data.validation, epochs=epochs, verbose=0)
     end = time.perf_counter()

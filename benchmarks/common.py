@@ -37,7 +37,7 @@ def quiet_tensorflow():
     """Imports Keras (TensorFlow backend) with TensorFlow's C++ start-up lines off; returns keras."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # `import keras_resnet` imports Keras: send file descriptor 2 to /dev/null meanwhile.
+    # Importing TensorFlow prints C++ start-up lines: send file descriptor 2 to /dev/null meanwhile.
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

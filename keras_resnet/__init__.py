@@ -3,19 +3,26 @@
 Blocks (:mod:`keras_resnet.blocks`), configurable ResNets and their presets
 (:mod:`keras_resnet.models`), data, training, diagnostics, experiments, search and export.
 
-``import keras_resnet`` registers the package's Keras classes, so ``.keras`` files load
-without ``custom_objects``; the other public names are imported on first use.
+``import keras_resnet`` is light and behaves the same in every process: it imports neither
+Keras nor TensorFlow (importing them takes seconds, and the ``keras-resnet`` command must answer
+``--help`` at once). The public names below are imported on first use, and each module that
+defines Keras classes registers them with Keras when it is imported. So, before loading a
+``.keras`` file without ``custom_objects``, import the models (which also imports the blocks and
+the layers) or touch one of the names::
+
+    import keras, keras_resnet.models
+    model = keras.saving.load_model("model.keras")
 
 Example:
 >>> import keras_resnet
->>> model = keras_resnet.ResNet.from_preset("resnet20")
+>>> model = keras_resnet.ResNet.from_preset("resnet20", input_shape=(8, 8, 1))
+>>> model.name, model.count_params()
+('resnet20', 270810)
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 __version__ = "0.1.0"
 
@@ -42,13 +49,6 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-# Registration needs Keras, which takes seconds to import. The `keras-resnet` command skips it
-# at start-up so that `--help` answers at once; its subcommands import what they use.
-if os.path.basename(sys.argv[0] if sys.argv else "") != "keras-resnet":
-    from keras_resnet import blocks as _blocks  # noqa: F401
-    from keras_resnet import models as _models  # noqa: F401
 
 
 def __dir__():

@@ -25,14 +25,7 @@ import keras
 from keras import ops
 
 from keras_resnet.layers import FusedBatchNormalization
-from keras_resnet.presets import (  # noqa: F401 - re-exported: the names belong with the blocks
-    BLOCK_TYPES,
-    SHORTCUT_ALIASES,
-    SHORTCUTS,
-    VERSIONS,
-    normalize_shortcut,
-    normalize_version,
-)
+from keras_resnet.presets import normalize_shortcut, normalize_version
 from keras_resnet.validation import check_bool, check_float, check_fraction, check_int, check_keras_object
 
 

@@ -95,7 +95,7 @@ def _cmd_presets(args) -> int:
     import_keras(args.verbose)
     from keras_resnet.models import preset_table
 
-    print_table(preset_table())
+    print_table(preset_table(clear_session=True))
     return 0
 
 
@@ -112,8 +112,8 @@ def _cmd_diagnose(args) -> int:
     import_keras(args.verbose)
     from keras_resnet.diagnostics import run_diagnosis
 
-    report = run_diagnosis(source, dataset=args.dataset, batch=args.batch, seed=args.seed, bn_stats=args.bn_stats,
-                           plain=not args.no_plain, out=args.out, **overrides)
+    report = run_diagnosis(source, dataset=args.dataset, batch=args.batch, seed=args.seed, set_global_seed=True,
+                           bn_stats=args.bn_stats, plain=not args.no_plain, out=args.out, **overrides)
     results, meta = report["results"], report["meta"]
     if is_file and len(results) > 1:
         print(f"note: {list(results)[1]} is freshly initialised; {list(results)[0]} has the file's weights")
@@ -153,11 +153,12 @@ def _cmd_train(args) -> int:
         with silenced_stderr(not args.verbose):
             distribution_strategy("multi_worker")
     import_keras(args.verbose)
-    from keras_resnet.training import TrainingDiverged, train
+    from keras_resnet.runs import TrainingDiverged
+    from keras_resnet.training import train
 
     try:
         result = train(args.model, args.dataset, config, out=args.out, verbose=args.progress,
-                       overwrite=args.overwrite, **overrides)
+                       overwrite=args.overwrite, set_global_seed=True, **overrides)
     except TrainingDiverged as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
@@ -214,7 +215,7 @@ def _cmd_demo(args) -> int:
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     with replayed_warnings(args.verbose):
         result = demo(out=args.out, base=args.base, name=args.name, settings=settings, seed=args.seed,
-                      verbose=args.progress)
+                      verbose=args.progress, set_global_seed=True, freeze_gc=True)
     search = result["search"]
     print("\nSearch (grid over depth x shortcut type; validation accuracy):")
     print_table(sorted(search.rows, key=lambda r: -(r["score"] or 0)),
@@ -268,6 +269,7 @@ def _cmd_tune(args) -> int:
         args.dataset, args.out, tuner=args.tuner, space=space, config=config, max_epochs=args.max_epochs,
         max_trials=args.max_trials, factor=args.factor, seed=args.seed, retrain=not args.no_retrain,
         overwrite=args.overwrite, distribution=args.distribution, verbose=args.progress,
+        set_global_seed=True, freeze_gc=True,
     )
     if not result.rows:
         print("worker finished: the chief writes the results")
@@ -308,7 +310,7 @@ def _run_experiment(args, function, kwargs: dict, files: str) -> int:
         print_table(planned)
         return 0
     import_keras(args.verbose)
-    from keras_resnet.training import TrainingDiverged
+    from keras_resnet.runs import TrainingDiverged
 
     try:
         records = function(**kwargs)
@@ -336,7 +338,7 @@ def _cmd_degradation(args) -> int:
         dataset=args.dataset, depths=args.depths, seeds=args.seeds, epochs=args.epochs, out=args.out,
         shortcut=args.shortcut, version=args.resnet_version, config=_experiment_config(args),
         augment=args.augment, width_multiplier=args.width_multiplier, responses=not args.no_responses,
-        verbose=args.progress,
+        verbose=args.progress, set_global_seed=True, clear_session=True,
     ), "results.json, results.csv, degradation.png" + ("" if args.no_responses else ", responses.json, responses.png"))
 
 
@@ -347,6 +349,7 @@ def _cmd_shortcuts(args) -> int:
         dataset=args.dataset, depth=args.depth, shortcuts=args.shortcuts, versions=args.versions,
         seeds=args.seeds, epochs=args.epochs, out=args.out, config=_experiment_config(args),
         augment=args.augment, width_multiplier=args.width_multiplier, verbose=args.progress,
+        set_global_seed=True, clear_session=True,
     ), "results.json, results.csv, shortcuts.png")
 
 

@@ -8,7 +8,7 @@ at initialisation or during training (:class:`DiagnosticsCallback`).
 
 Each returns one row (a dict) per residual block in network order, with the keys ``block`` (the
 layer name), ``stage`` and ``depth_index`` (1 for the first block). The network is run layer by
-layer, which is exact for a ResNet: its functional graph is a chain.
+layer, which is exact for a ResNet: its functional graph is a chain (checked on each call).
 """
 
 from __future__ import annotations
@@ -30,24 +30,43 @@ from keras_resnet.validation import check_choice, check_int
 # ---- running the chain ------------------------------------------------------------------
 
 def _chain(model, top: bool = True) -> list:
-    """The model's layers after its input, checked to form a chain; nested models expanded."""
+    """The model's layers after its input, nested models expanded (see :func:`_checked_chain`)."""
     if not isinstance(model, keras.Model) or len(getattr(model, "inputs", None) or []) != 1:
         raise ValueError(f"diagnostics need a functional keras.Model with one input; received {model!r}")
-    layers, previous = [], model.inputs[0]
+    layers = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        # The node that joins the layer to this graph (a nested model has one per graph).
-        node = next((n for n in layer._inbound_nodes if list(n.input_tensors) == [previous]), None)
-        if node is None or len(node.output_tensors) != 1:
-            raise ValueError(
-                f"diagnostics need a model whose layers form a chain, as a ResNet's do; layer "
-                f"{layer.name!r} of {model.name!r} does not take the previous layer's output"
-            )
         layers += _chain(layer, top=False) if isinstance(layer, keras.Model) else [layer]
-        previous = node.output_tensors[0]
     if top and not any(isinstance(layer, ResidualBlock) for layer in layers):
         raise ValueError(f"model {model.name!r} has no residual blocks (keras_resnet.ResidualBlock layers)")
+    return layers
+
+
+def _checked_chain(model, x) -> list:
+    """:func:`_chain`, checked to compute the model: run one after another in inference mode on
+    a sample of ``x``, the layers must give the model's own output.
+
+    Keras has no public API for the connections of a layer inside a graph, so the chain is
+    checked by what it computes rather than by its edges.
+    """
+    layers = _chain(model)
+    sample = x[:1]
+    expected = np.asarray(model(sample, training=False), dtype="float64")
+    try:
+        h = tf.convert_to_tensor(sample)
+        for layer in layers:
+            h = layer(h, training=False)
+        got = np.asarray(h, dtype="float64")
+        same = got.shape == expected.shape and np.allclose(
+            got, expected, rtol=1e-3, atol=1e-5 * max(1.0, float(np.max(np.abs(expected), initial=0.0))))
+    except Exception:  # a layer that takes several inputs, or another shape: not a chain
+        same = False
+    if not same:
+        raise ValueError(
+            f"diagnostics need a model whose layers form a chain, as a ResNet's do; the layers of "
+            f"{model.name!r} run one after another do not compute the model's output"
+        )
     return layers
 
 
@@ -82,9 +101,11 @@ def _kept_state(model, enabled: bool):
 
 def _forward(model, x, training: bool, tape=None):
     """Runs the chain; returns ``(rows, blocks, block inputs, block outputs, model output)``."""
+    with tape.stop_recording() if tape is not None else contextlib.nullcontext():
+        layers = _checked_chain(model, x)
     h = tf.convert_to_tensor(x)
     rows, blocks, inputs, outputs = [], [], [], []
-    for layer in _chain(model):
+    for layer in layers:
         if isinstance(layer, ResidualBlock):
             if tape is not None:
                 tape.watch(h)
@@ -290,8 +311,13 @@ def gradient_summary(rows: list[dict]) -> dict:
 def plain_twin(model, seed: int | None = None):
     """A freshly initialised copy of a ResNet without shortcuts (``shortcut="none"``).
 
-    Seeded like the ResNet and with option-A shortcuts (which have no weights), the twin starts
-    from exactly the ResNet's initial weights.
+    Args:
+        model: a :class:`keras_resnet.models.ResNet`.
+        seed: None (default) leaves the process's random generators alone; an integer first
+            calls ``keras.utils.set_random_seed(seed)``, which re-seeds Python's, NumPy's and
+            the backend's global generators. Seeded like the ResNet and with option-A
+            shortcuts (which have no weights), the twin starts from exactly the ResNet's
+            initial weights.
     """
     from keras_resnet.models import ResNet
 
@@ -304,30 +330,34 @@ def plain_twin(model, seed: int | None = None):
                                "drop_path_rate": 0.0, "name": name})
 
 
-def compare(model_or_preset, x, y=None, plain: bool = True, seed: int = 0, training: bool = False,
+def compare(model_or_preset, x, y=None, plain: bool = True, seed: int | None = None, training: bool = False,
             **overrides) -> dict[str, list[dict]]:
     """Diagnoses a ResNet and its plain twin on the same batch: ``{model name: rows}``.
 
     Args:
-        model_or_preset: a preset name (built with ``overrides`` after seeding with ``seed``)
-            or a model; a ResNet's twin is freshly initialised with ``seed``.
+        model_or_preset: a preset name (built with ``overrides``) or a model; a ResNet's twin
+            is freshly initialised.
         x: a batch, scaled as the model expects.
         y: optional integer labels (for the gradient columns).
         plain: bool, default True. Also diagnose the plain twin (of a ResNet with shortcuts).
-        seed: int, default 0.
+        seed: None (default) leaves the process's random generators alone; an integer calls
+            ``keras.utils.set_random_seed(seed)`` (Python's, NumPy's and the backend's global
+            generators) before building the preset and again before its twin, which then
+            start from the same weights.
         training: bool, default False. BatchNorm on batch statistics.
         **overrides: ``ResNet`` arguments for a preset, e.g. ``input_shape``, ``classes``.
 
     Example:
     >>> import numpy as np
-    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], input_shape=(8, 8, 1))
+    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], depth=8, input_shape=(8, 8, 1))
     >>> list(results)
-    ['resnet20', 'plain20']
+    ['resnet8', 'plain8']
     """
     from keras_resnet.models import ResNet
 
     if isinstance(model_or_preset, str):
-        keras.utils.set_random_seed(seed)
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
         model = ResNet.from_preset(model_or_preset, **overrides)
     elif overrides:
         raise ValueError(f"overrides apply to preset names only; received {sorted(overrides)} with a model")
@@ -375,7 +405,7 @@ def plot_diagnostics(results: dict[str, list[dict]], path, title: str | None = N
 
     Example:
     >>> import numpy as np
-    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], input_shape=(8, 8, 1))
+    >>> results = compare("resnet20", np.ones((2, 8, 8, 1)), [0, 1], depth=8, input_shape=(8, 8, 1))
     >>> plot_diagnostics(results, "diagnostics.png")
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -420,8 +450,14 @@ class DiagnosticsCallback(keras.callbacks.Callback):
         history: list of ``{"epoch": epochs completed, "logs": {...}, "blocks": rows}``.
 
     Example:
-    >>> callback = DiagnosticsCallback(x[:32], y[:32], out="runs/diagnostics.json")
-    >>> model.fit(x, y, epochs=2, callbacks=[callback])
+    >>> from keras_resnet import ResNet
+    >>> model = ResNet(depth=8, input_shape=(8, 8, 1), classes=3)
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> x, y = np.random.default_rng(0).normal(size=(8, 8, 8, 1)), np.arange(8) % 3
+    >>> callback = DiagnosticsCallback(x[:4], y[:4], out="diagnostics.json")
+    >>> _ = model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[callback])
+    >>> [entry["epoch"] for entry in callback.history], len(callback.history[0]["blocks"])
+    ([1, 2], 3)
     """
 
     def __init__(self, x, y=None, every: int = 1, out=None, training: bool = False):
@@ -448,6 +484,7 @@ def run_diagnosis(
     dataset: str = "random",
     batch: int = 32,
     seed: int = 0,
+    set_global_seed: bool = False,
     bn_stats: str = "auto",
     plain: bool = True,
     out: str | os.PathLike = "runs/diagnose",
@@ -459,7 +496,11 @@ def run_diagnosis(
         model: a preset name (built with ``overrides`` and ``seed``) or a ``.keras`` path.
         dataset: ``"random"`` (seeded images) or ``"digits"`` (a batch of the training split).
         batch: images in the measured batch.
-        seed: seeds the fresh weights and the data.
+        seed: seeds the data (the random batch, or the digits' shuffle).
+        set_global_seed: also call ``keras.utils.set_random_seed(seed)`` before building the
+            preset and its twin, so that their weights are reproducible; this re-seeds
+            Python's, NumPy's and the backend's global generators in the whole process. Off
+            by default; the ``keras-resnet diagnose`` command turns it on.
         bn_stats: ``"batch"``, ``"moving"`` or ``"auto"`` (batch statistics for a fresh preset,
             whose moving statistics are still 0 and 1; moving statistics for a trained file).
         plain: also diagnose the plain twin of a ResNet.
@@ -471,7 +512,9 @@ def run_diagnosis(
         "json": path, "png": path}``.
 
     Example:
-    >>> # run_diagnosis("resnet110", input_shape=(16, 16, 1), bn_stats="batch")
+    >>> report = run_diagnosis("resnet20", depth=8, input_shape=(8, 8, 1), batch=4, out="diagnose")
+    >>> list(report["results"]), os.path.basename(report["png"])
+    (['resnet8', 'plain8'], 'diagnostics.png')
     """
     from keras_resnet.models import ResNet
 
@@ -494,7 +537,8 @@ def run_diagnosis(
         x, y = (t.numpy() for t in next(iter(data.train)))
         overrides.update(input_shape=data.input_shape, classes=data.num_classes)
     if loaded is None:
-        keras.utils.set_random_seed(seed)
+        if set_global_seed:
+            keras.utils.set_random_seed(seed)
         loaded = ResNet.from_preset(model, **overrides)
     raw = takes_raw_pixels(loaded)
     if x is None:
@@ -504,7 +548,7 @@ def run_diagnosis(
         y = rng.integers(0, loaded.output_shape[-1], batch)
     elif not raw:
         x = preprocessing(data)(x).numpy()
-    results = compare(loaded, x, y, plain=plain, seed=seed, training=training)
+    results = compare(loaded, x, y, plain=plain, seed=seed if set_global_seed else None, training=training)
     summary = [{"model": name, **gradient_summary(rows)} for name, rows in results.items()]
     stats = "batch" if training else "moving"
     data_note = f"digits ({'raw pixels' if raw else 'standardised'})" if data else "random (seeded)"

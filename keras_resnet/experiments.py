@@ -137,7 +137,7 @@ def _planned(plan: _Plan) -> list[dict]:
 
 # ---- running ------------------------------------------------------------------------------
 
-def _execute(plan: _Plan) -> list[dict]:
+def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[dict]:
     """Trains (or reads back) every planned run; returns their records in plan order."""
     import keras
 
@@ -182,7 +182,7 @@ def _execute(plan: _Plan) -> list[dict]:
             if plan.verbose:
                 print(f"[{i}/{len(plan.runs)}] {name}: training {plan.epochs} epochs")
             result = train("resnet20", train_data, config, out=folder, verbose=plan.verbose,
-                           depth=depth, shortcut=shortcut, version=version,
+                           set_global_seed=set_global_seed, depth=depth, shortcut=shortcut, version=version,
                            width_multiplier=plan.width_multiplier)
             model, metrics, history = result.model, result.metrics, result.history
             note = "trained"
@@ -205,7 +205,8 @@ def _execute(plan: _Plan) -> list[dict]:
             print(f"[{i}/{len(plan.runs)}] {name}: {note}; train error {100 * record['train_error']:.2f}%, "
                   f"test error {100 * record['test_error']:.2f}% ({time.perf_counter() - started:.0f} s)")
         del model
-        keras.backend.clear_session()  # dozens of deep models in one process add up
+        if clear_session:
+            keras.backend.clear_session()  # dozens of deep models in one process add up
     return records
 
 
@@ -260,6 +261,8 @@ def degradation(
     responses: bool = True,
     verbose: int = 1,
     dry_run: bool = False,
+    set_global_seed: bool = False,
+    clear_session: bool = False,
 ) -> list[dict]:
     """The degradation experiment: plain nets against ResNets of the same depths (Figure 6).
 
@@ -294,6 +297,14 @@ def degradation(
         responses: also measure the trained nets' residual responses; default True.
         verbose: 0 silent, 1 progress bars (default), 2 one line per epoch.
         dry_run: only validate, and return the planned runs without training.
+        set_global_seed: call ``keras.utils.set_random_seed(seed)`` before each run, so that
+            its initial weights follow its seed (and plain and residual twins start alike);
+            this re-seeds Python's, NumPy's and the backend's global generators in the whole
+            process. Off by default; the ``keras-resnet`` experiment commands turn it on.
+        clear_session: call ``keras.backend.clear_session()`` after each run, which frees the
+            memory of dozens of deep models but also resets Keras's global state (layer-name
+            counters, the dtype policy) in the whole process. Off by default; the commands turn
+            it on.
 
     Returns:
         One record per run: ``run``, ``model``, ``depth``, ``shortcut``, ``version``, ``seed``,
@@ -304,8 +315,8 @@ def degradation(
         ``augment``).
 
     Example:
-    >>> records = degradation(depths=(20, 56), seeds=(0,), out="runs/degradation")
-    >>> sorted({(r["shortcut"], r["depth"]) for r in records})
+    >>> records = degradation(depths=(20, 56), seeds=(0,), out="runs/degradation")  # doctest: +SKIP
+    >>> sorted({(r["shortcut"], r["depth"]) for r in records})  # doctest: +SKIP
     [('identity', 20), ('identity', 56), ('none', 20), ('none', 56)]
     """
     shortcut = normalize_shortcut(shortcut)
@@ -316,11 +327,11 @@ def degradation(
     check_bool("responses", responses)
     if dry_run:
         return _planned(plan)
-    records = _execute(plan)
+    records = _execute(plan, set_global_seed=set_global_seed, clear_session=clear_session)
     _write_results(plan, "degradation", records)
     plot_degradation(records, plan.out / "degradation.png")
     if responses:
-        residual_responses(plan.out, verbose=verbose)
+        residual_responses(plan.out, verbose=verbose, clear_session=clear_session)
     return records
 
 
@@ -337,6 +348,8 @@ def compare_shortcuts(
     width_multiplier: float = 1.0,
     verbose: int = 1,
     dry_run: bool = False,
+    set_global_seed: bool = False,
+    clear_session: bool = False,
 ) -> list[dict]:
     """Shortcut types (and block versions) at one depth: the ResNet paper's Table 3 comparison.
 
@@ -351,8 +364,8 @@ def compare_shortcuts(
     (:func:`plot_shortcuts`); finished runs are reused. ``"none"`` is trained once, as v1.
 
     Args:
-        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run: as
-            :func:`degradation`.
+        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run,
+            set_global_seed, clear_session: as :func:`degradation`.
         depth: one CIFAR-style depth (6n+2); default 32.
         shortcuts: shortcut types (or A, B, C); default all four.
         versions: block versions of the nets with shortcuts; default ("v1",).
@@ -361,8 +374,8 @@ def compare_shortcuts(
         One record per run, with the keys of :func:`degradation`'s.
 
     Example:
-    >>> records = compare_shortcuts(depth=20, shortcuts=("A", "B"), out="runs/shortcuts")
-    >>> [r["shortcut"] for r in records]
+    >>> records = compare_shortcuts(depth=20, shortcuts=("A", "B"), out="runs/shortcuts")  # doctest: +SKIP
+    >>> [r["shortcut"] for r in records]  # doctest: +SKIP
     ['identity', 'projection']
     """
     shortcuts = _distinct("shortcuts", shortcuts, normalize_shortcut)
@@ -372,13 +385,14 @@ def compare_shortcuts(
     plan = _plan(dataset, variants, (depth,), seeds, epochs, out, config, augment, width_multiplier, verbose)
     if dry_run:
         return _planned(plan)
-    records = _execute(plan)
+    records = _execute(plan, set_global_seed=set_global_seed, clear_session=clear_session)
     _write_results(plan, "shortcuts", records)
     plot_shortcuts(records, plan.out / "shortcuts.png")
     return records
 
 
-def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: int = 1) -> list[dict]:
+def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: int = 1,
+                       clear_session: bool = False) -> list[dict]:
     """Residual responses of the trained nets of an experiment (the ResNet paper's Figure 7).
 
     For every run in ``out/results.json``, loads its final model and measures, on up to
@@ -393,6 +407,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
         out: an experiment's folder, holding ``results.json``.
         max_images: test images to measure on (the measurement keeps every block's output).
         verbose: 0 quiet, else one line per model.
+        clear_session: call ``keras.backend.clear_session()`` after each model (see
+            :func:`degradation`).
 
     Returns:
         One dict per run: ``run``, ``depth``, ``shortcut``, ``version``, ``seed`` and
@@ -400,8 +416,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
         ``cosine``), plus ``mean_response_std`` and ``mean_residual_ratio``.
 
     Example:
-    >>> rows = residual_responses("runs/degradation")
-    >>> sorted({r["depth"] for r in rows})
+    >>> rows = residual_responses("runs/degradation")  # doctest: +SKIP
+    >>> sorted({r["depth"] for r in rows})  # doctest: +SKIP
     [20, 32, 44, 56]
     """
     out = Path(out)
@@ -432,7 +448,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
             print(f"{record['run']}: mean std of F(x) {row['mean_response_std']:.3f}, "
                   f"mean ||F(x)||/||x|| {row['mean_residual_ratio']:.3f}")
         del model
-        keras.backend.clear_session()
+        if clear_session:
+            keras.backend.clear_session()
     diagnostics.write_json({"images": len(x), "mode": "inference", "runs": rows}, out / "responses.json")
     plot_responses(rows, out / "responses.png")
     return rows
@@ -472,7 +489,7 @@ def plot_degradation(records: list[dict], path: str | os.PathLike) -> None:
         path: the PNG to write (atomically).
 
     Example:
-    >>> plot_degradation(degradation(depths=(20, 56)), "degradation.png")
+    >>> plot_degradation(degradation(depths=(20, 56)), "degradation.png")  # doctest: +SKIP
     """
     records = _check_records(records, ("depth", "shortcut", "version", "seed", "train_error", "epoch_train_error"))
     panels = list(dict.fromkeys((r["shortcut"], r["version"]) for r in sorted(records, key=lambda r: r["shortcut"] != "none")))
@@ -514,7 +531,7 @@ def plot_shortcuts(records: list[dict], path: str | os.PathLike) -> None:
         path: the PNG to write (atomically).
 
     Example:
-    >>> plot_shortcuts(compare_shortcuts(depth=20), "shortcuts.png")
+    >>> plot_shortcuts(compare_shortcuts(depth=20), "shortcuts.png")  # doctest: +SKIP
     """
     records = _check_records(records, ("shortcut", "version", "depth", "train_error", "test_error"))
     labels = list(dict.fromkeys(_label(r["shortcut"], r["version"]) for r in records))
@@ -549,7 +566,7 @@ def plot_responses(rows: list[dict], path: str | os.PathLike) -> None:
         path: the PNG to write (atomically).
 
     Example:
-    >>> plot_responses(residual_responses("runs/degradation"), "responses.png")
+    >>> plot_responses(residual_responses("runs/degradation"), "responses.png")  # doctest: +SKIP
     """
     rows = _check_records(rows, ("depth", "shortcut", "version", "blocks"))
     fig, axes = _figure(11, 4.2, 2)

@@ -101,7 +101,8 @@ def image_shape(model: keras.Model) -> tuple[int, int, int]:
         has several inputs or outputs, or its output is not ``(batch, classes)``.
 
     Example:
-    >>> image_shape(ResNet(depth=8, input_shape=(16, 16, 1), classes=10))  # doctest: +SKIP
+    >>> from keras_resnet.models import ResNet
+    >>> image_shape(ResNet(depth=8, input_shape=(16, 16, 1), classes=10))
     (16, 16, 1)
     """
     if not isinstance(model, keras.Model):
@@ -374,6 +375,7 @@ def export_saved_model(
     warmup: bool = True,
     verify_data=None,
     top_k: int = DEFAULT_TOP_K,
+    thresholds: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Exports ``model`` as a SavedModel in TF Serving's layout, atomically.
 
@@ -395,6 +397,8 @@ def export_saved_model(
         verify_data: optional images (array or iterable of batches) to check parity on, and to
             use as warm-up requests.
         top_k: how many classes ``top_k_classes`` holds (at most the number of classes).
+        thresholds: overrides of :data:`DEFAULT_THRESHOLDS`; the parity check uses
+            ``thresholds["saved_model"]["max_abs_diff"]``.
 
     Returns:
         The version folder.
@@ -415,9 +419,10 @@ def export_saved_model(
     images = (_random_images(shape, 4) if verify_data is None
               else _take_images(verify_data, shape, 64, "verify_data"))
     _check_probabilities(model, shape)
+    limits = check_thresholds(thresholds)
     staging = _staging_dir(model_dir, version)
     try:
-        parity = DEFAULT_THRESHOLDS[SAVED_MODEL]["max_abs_diff"] if verify_data is not None else None
+        parity = limits[SAVED_MODEL]["max_abs_diff"] if verify_data is not None else None
         _stage_saved_model(model, staging, name, shape, class_names, top_k, images, parity, warmup)
         final = model_dir / str(version)
         _move_into_place(staging, final)

@@ -11,16 +11,9 @@ import difflib
 
 import keras
 
-from keras_resnet.blocks import (
-    BLOCK_TYPES,
-    BLOCKS,
-    ResidualBlock,
-    conv_macs,
-    normalize_shortcut,
-    normalize_version,
-)
+from keras_resnet.blocks import BLOCKS, ResidualBlock, conv_macs
 from keras_resnet.layers import FusedBatchNormalization
-from keras_resnet.presets import PRESETS
+from keras_resnet.presets import BLOCK_TYPES, PRESETS, normalize_shortcut, normalize_version
 from keras_resnet.validation import (
     check_bool,
     check_choice,
@@ -434,8 +427,20 @@ def _resolve_input_shape(input_shape, style, include_top, n_stages):
     return tuple(None if d is None else int(d) for d in shape)
 
 
-def preset_table(names=None) -> list[dict]:
-    """One row per preset: name, style, version, shortcut, block, depth, params, multiply-adds."""
+def preset_table(names=None, *, clear_session: bool = False) -> list[dict]:
+    """One row per preset: name, style, version, shortcut, block, depth, params, multiply-adds.
+
+    Args:
+        names: preset names; default all of them.
+        clear_session: call ``keras.backend.clear_session()`` after each model, which frees
+            its memory but also resets Keras's global state in the whole process (layer-name
+            counters, the dtype policy). Off by default; the ``keras-resnet presets --count``
+            command turns it on.
+
+    Example:
+    >>> [(row["preset"], row["params"]) for row in preset_table(["resnet20"])]
+    [('resnet20', 271098)]
+    """
     rows = []
     for name in names or PRESETS:
         model = ResNet.from_preset(name)
@@ -449,5 +454,6 @@ def preset_table(names=None) -> list[dict]:
                 "input": "x".join(str(d) for d in cfg["input_shape"]),
             }
         )
-        keras.backend.clear_session()
+        if clear_session:
+            keras.backend.clear_session()
     return rows

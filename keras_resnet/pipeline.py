@@ -29,6 +29,7 @@ def export_trained(
     int8_io: str = "float32",
     keep_failed: bool = False,
     calibration_samples: int = 500,
+    thresholds: dict | None = None,
 ) -> list[dict]:
     """Exports a trained model and verifies every artifact against it.
 
@@ -46,13 +47,16 @@ def export_trained(
         int8_io: input and output type of the int8 file: ``float32``, ``int8`` or ``uint8``.
         keep_failed: keep artifacts that fail their check, marked ``.failed``.
         calibration_samples: training images that calibrate int8.
+        thresholds: overrides of :data:`keras_resnet.verification.DEFAULT_THRESHOLDS`.
 
     Returns:
         One record per artifact (``format``, ``path``, ``size_bytes``, ``max_abs_diff``,
         ``top1_agreement``, ``accuracy``, ``latency_ms``, ``passed``, ``failures``).
 
     Example:
-    >>> # export_trained("runs/r20/model.keras", "digits_resnet20", dataset="digits")
+    >>> records = export_trained("runs/r20/model.keras", "digits_resnet20", dataset="digits")  # doctest: +SKIP
+    >>> [r["format"] for r in records if r["passed"]]  # doctest: +SKIP
+    ['saved_model', 'float32', 'float16', 'dynamic', 'int8']
     """
     if "int8" in tflite and not dataset:
         raise ValueError("int8 export needs a dataset: full-integer quantization calibrates on training images")
@@ -77,7 +81,7 @@ def export_trained(
     return export.export_all(
         model, name, base=base, version=version, tflite=tuple(tflite), representative_data=train,
         x_test=x_test, y_test=y_test, class_names=class_names, int8_io=int8_io, keep_failed=keep_failed,
-        calibration_samples=calibration_samples,
+        calibration_samples=calibration_samples, thresholds=thresholds,
     )
 
 
@@ -104,6 +108,8 @@ def demo(
     settings: DemoSettings | None = None,
     seed: int = 0,
     verbose: int = 1,
+    set_global_seed: bool = False,
+    freeze_gc: bool = False,
 ) -> dict:
     """Search -> train -> export -> verify on the offline digits data.
 
@@ -113,6 +119,9 @@ def demo(
     ``base/name/<version>/`` and the four TFLite flavours and verified
     (:func:`export_trained`). Rerunning resumes the search and the training and exports a new
     version.
+
+    ``set_global_seed`` and ``freeze_gc`` act on the whole process and are off by default (the
+    ``keras-resnet demo`` command turns them on); see :func:`keras_resnet.tuning.search`.
 
     Returns:
         ``{"search": SearchResult, "report": [artifact records], "seconds": {...}}``.
@@ -127,7 +136,8 @@ def demo(
     seconds = {}
     started = time.perf_counter()
     result = search("digits", out, tuner="grid", space=space, config=config, max_epochs=settings.search_epochs,
-                    retrain_epochs=settings.train_epochs, seed=seed, verbose=verbose)
+                    retrain_epochs=settings.train_epochs, seed=seed, verbose=verbose,
+                    set_global_seed=set_global_seed, freeze_gc=freeze_gc)
     seconds["search and training"] = time.perf_counter() - started
     started = time.perf_counter()
     report = export_trained(out / "best_model.keras", name, base=base, dataset="digits")

@@ -89,7 +89,10 @@ def prepare(out: Path, signature: dict, overwrite: bool) -> dict:
             without ``state.json``.
 
     Example:
-    >>> # state = prepare(Path("runs/r20"), signature("resnet20", {}, "digits", config), False)
+    >>> from keras_resnet.training import TrainConfig
+    >>> state = prepare(Path("r20"), signature("resnet20", {}, "digits", TrainConfig()), False)
+    >>> state["finished"], state["history"], Path("r20").is_dir()
+    (False, [], True)
     """
     state = _read_state(out / "state.json")
     leftovers = [n for n in OUTPUTS if (out / n).exists()] + (["backup"] if (out / "backup").exists() else [])
@@ -131,7 +134,11 @@ class Checkpoint:
         folder: the run's folder.
 
     Example:
-    >>> # checkpoint = Checkpoint(out); initial_epoch = checkpoint.restore(model, state)
+    >>> from keras_resnet.models import ResNet
+    >>> model = ResNet(depth=8, input_shape=(8, 8, 1), classes=3)
+    >>> checkpoint = Checkpoint(Path("run"))
+    >>> checkpoint.restore(model, {})  # no resume file yet: training starts at epoch 0
+    0
     """
 
     def __init__(self, folder: Path):
@@ -219,7 +226,10 @@ def callbacks(folder: Path, state: dict, monitor: str | None, checkpoint: Checkp
         A list of ``keras.callbacks.Callback``.
 
     Example:
-    >>> # model.fit(train_ds, epochs=30, callbacks=callbacks(out, state, "val_accuracy", checkpoint))
+    >>> out = Path("run")
+    >>> state = prepare(out, {"model": "example"}, False)
+    >>> [type(c).__name__ for c in callbacks(out, state, "val_accuracy", Checkpoint(out))]
+    ['TerminateOnNaN', 'Recorder']
     """
     import keras
 
@@ -251,7 +261,12 @@ def finish(folder: Path, state: dict, metrics: dict, keep: bool = True) -> None:
             removes the backup.
 
     Example:
-    >>> # finish(out, state, {"test_accuracy": 0.98})
+    >>> out = Path("run")
+    >>> state = prepare(out, {"model": "example"}, False)
+    >>> state["history"] = [{"epoch": 1, "loss": 0.5, "accuracy": 0.9}]
+    >>> finish(out, state, {"test_accuracy": 0.98})
+    >>> sorted(p.name for p in out.iterdir()), state["finished"]
+    (['curves.png', 'metrics.json', 'state.json'], True)
     """
     if keep:
         plot_history(state["history"], folder / "curves.png")

@@ -37,9 +37,6 @@ from typing import Any
 from keras_resnet import runs
 from keras_resnet.data import DIGITS, check_dataset
 from keras_resnet.presets import PRESET_NAMES
-
-# Moved to keras_resnet.runs; importable from here as before.
-from keras_resnet.runs import OUTPUTS, TrainingDiverged, plot_history  # noqa: F401
 from keras_resnet.validation import (
     check_bool,
     check_choice,
@@ -82,7 +79,8 @@ class TrainConfig:
         label_smoothing: default 0 (the paper has none).
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
-        seed: seeds weights, shuffling and augmentation.
+        seed: seeds shuffling and augmentation; the weights too with
+            ``train(..., set_global_seed=True)``.
         mixed_precision: default: on for GPUs with compute capability >= 7.0, off on CPU.
         jit_compile: XLA; default: on for one GPU, off on CPU and under tf.distribute.
         steps_per_execution: default: up to 32 for models under 5M parameters on GPUs, else 1.
@@ -374,7 +372,11 @@ def compile_model(model, config: TrainConfig, *, steps_per_epoch: int, epochs: i
         ``device`` (the :func:`device_settings`).
 
     Example:
-    >>> # recipe = compile_model(model, TrainConfig(epochs=30), steps_per_epoch=11)
+    >>> from keras_resnet.models import ResNet
+    >>> model = ResNet(depth=8, input_shape=(8, 8, 1), classes=10)
+    >>> recipe = compile_model(model, TrainConfig(epochs=30), steps_per_epoch=11)
+    >>> recipe["lr"], recipe["total_steps"], type(model.optimizer).__name__
+    (0.1, 330, 'SGD')
     """
     import keras
 
@@ -445,6 +447,7 @@ def train(
     *,
     verbose: int = 1,
     overwrite: bool = False,
+    set_global_seed: bool = False,
     **model_overrides,
 ) -> TrainResult:
     """Trains with the paper's recipe, resumably, and writes the run's files into ``out``.
@@ -462,6 +465,11 @@ def train(
         out: the run's folder; None trains in a temporary folder and keeps nothing.
         verbose: 0 silent, 1 progress bars, 2 one line per epoch.
         overwrite: delete a previous run's files in ``out`` (finished or not) and start over.
+        set_global_seed: call ``keras.utils.set_random_seed(config.seed)`` before building the
+            model, so that its initial weights (and dropout) are reproducible; this re-seeds
+            Python's, NumPy's and the backend's global generators in the whole process. Off
+            by default (``config.seed`` still seeds the data pipeline); the
+            ``keras-resnet train`` command turns it on.
         **model_overrides: ``ResNet`` arguments for a preset (``shortcut="projection"``, ...).
 
     Returns:
@@ -470,12 +478,13 @@ def train(
 
     Raises:
         ValueError: a bad argument, or an ``out`` that holds another run.
-        TrainingDiverged: the loss became NaN or infinite.
+        keras_resnet.runs.TrainingDiverged: the loss became NaN or infinite.
 
     Example:
-    >>> result = train("resnet20", "digits", TrainConfig(epochs=2), out="runs/r20", verbose=0)
-    >>> sorted(result.metrics)[:3]
-    ['best_epoch', 'best_val_accuracy', 'config']
+    >>> config = TrainConfig(epochs=1, image_size=8, batch_size=256)
+    >>> result = train("resnet20", "digits", config, out="r8", verbose=0, depth=8)
+    >>> result.metrics["model"], result.metrics["epochs"], sorted(p.name for p in result.out.iterdir())
+    ('resnet8', 1, ['curves.png', 'history.csv', 'metrics.json', 'model.keras', 'state.json'])
     """
     from keras_resnet.data import Dataset
 
@@ -496,6 +505,7 @@ def train(
     else:
         dataset_name = dataset
         check_dataset(dataset, config.data_dir)
+    check_bool("set_global_seed", set_global_seed)
     check_cluster(config)
     signature = runs.signature(model, model_overrides, dataset_name, config)
 
@@ -509,7 +519,8 @@ def train(
             raise ValueError(f"out {str(out)!r} exists and is not a folder")
     state = runs.prepare(out_dir, signature, overwrite)
     try:
-        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None)
+        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None,
+                      set_global_seed=set_global_seed)
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -517,7 +528,7 @@ def train(
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def _train(model, dataset, config, out, state, verbose, overrides, keep):
+def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed):
     import keras
     import tensorflow as tf
 
@@ -536,7 +547,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep):
                 validation_split=config.validation_split, seed=config.seed, augment=config.augment,
                 flip=config.flip, data_dir=config.data_dir, cache=config.cache,
             )
-        keras.utils.set_random_seed(config.seed)
+        if set_global_seed:
+            keras.utils.set_random_seed(config.seed)
         built_here = isinstance(model, str)
         with strategy.scope():
             if built_here:

@@ -22,8 +22,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import keras_tuner as kt
+
 from keras_resnet import fileio
-from keras_resnet.blocks import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
+from keras_resnet.presets import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
 from keras_resnet.validation import (
     check_bool,
     check_choice,
@@ -39,14 +41,6 @@ TUNERS = ("hyperband", "bayesian", "random", "grid")
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BASE_PRESET = {"cifar": "resnet20", "imagenet": "resnet18"}
 BASELINE = {"depth": {"cifar": 20, "imagenet": 18}, "shortcut": "projection", "version": "v1"}
-
-try:  # KerasTuner imports TensorFlow; the class is defined only when it is available.
-    import keras_tuner as _kt
-
-    _HyperModelBase = _kt.HyperModel
-except ImportError:  # pragma: no cover - keras-tuner is a dependency
-    _HyperModelBase = object
-
 
 def valid_depths(style: str, min_depth: int = 0, max_depth: int = 10**6) -> tuple[int, ...]:
     """The depths a ``style`` allows within bounds (CIFAR: 6n+2 basic blocks; ImageNet: table)."""
@@ -134,7 +128,7 @@ class SearchSpace:
         return n
 
 
-class ResNetHyperModel(_HyperModelBase):
+class ResNetHyperModel(kt.HyperModel):
     """A KerasTuner hypermodel of ResNets; every trial's model is compiled and ready to fit.
 
     Args:
@@ -147,7 +141,7 @@ class ResNetHyperModel(_HyperModelBase):
 
     Example:
     >>> import keras_tuner
-    >>> hm = ResNetHyperModel((8, 8, 1), 10, mean=[0.0], std=[1.0],
+    >>> hm = ResNetHyperModel((8, 8, 1), 10, mean=[0.0], std=[1.0], steps_per_epoch=10,
     ...                       space=SearchSpace(depths=[8, 14], shortcuts=["A", "none"]))
     >>> model = hm.build(keras_tuner.HyperParameters())
     >>> model.name
@@ -274,7 +268,8 @@ def _rebatch(ds, batch_size: int):
 
 def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search", max_epochs: int = 9,
                max_trials: int | None = None, seed: int = 0, objective: str = "val_accuracy",
-               overwrite: bool = False, distribution_strategy=None, factor: int = 3, **kwargs) -> Any:
+               overwrite: bool = False, distribution_strategy=None, factor: int = 3, freeze_gc: bool = False,
+               **kwargs) -> Any:
     """Makes a KerasTuner tuner; the same ``directory`` and ``project_name`` resume a search.
 
     Args:
@@ -289,9 +284,23 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
         overwrite: start afresh instead of resuming.
         distribution_strategy: a ``tf.distribute`` strategy for each trial.
         factor: Hyperband's reduction factor.
+        freeze_gc: make KerasTuner's garbage collection between trials cheap by hiding the
+            objects alive at the search's start and after each trial's clean-up from the
+            collector (``gc.freeze``, undone by ``gc.unfreeze`` when the search ends or
+            fails). This acts on the whole process, so it is off by default; the
+            ``keras-resnet tune`` command turns it on.
+        **kwargs: passed to the KerasTuner tuner.
+
+    Whatever ``freeze_gc``, KerasTuner itself calls ``keras.backend.clear_session()`` and
+    ``gc.collect()`` before building each trial's model: a search resets Keras's global state
+    (layer-name counters, the dtype policy) in the process that runs it.
 
     Example:
-    >>> # make_tuner("hyperband", hypermodel, directory="runs/search", max_epochs=9)
+    >>> hypermodel = ResNetHyperModel((8, 8, 1), 10, mean=[0.0], std=[1.0], space=SearchSpace(depths=[8]),
+    ...                               steps_per_epoch=10)
+    >>> tuner = make_tuner("grid", hypermodel, directory="search", max_epochs=1)
+    >>> type(tuner).__name__, tuner.oracle.max_trials
+    ('GridSearch', 8)
     """
     check_choice("tuner", kind, TUNERS)
     check_path("directory", directory, allowed="a folder path")
@@ -302,7 +311,7 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
     check_type("objective", objective, str, "the name of a metric to maximise")
     check_bool("overwrite", overwrite)
     check_int("factor", factor, 2)
-    import keras_tuner as kt
+    check_bool("freeze_gc", freeze_gc)
 
     classes = _tuner_classes()
     common = dict(
@@ -310,14 +319,17 @@ def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search"
         overwrite=overwrite, seed=seed, distribution_strategy=distribution_strategy, **kwargs,
     )
     if kind == "hyperband":
-        return classes["hyperband"](hypermodel, max_epochs=max_epochs, factor=factor, **common)
-    trials = max_trials or hypermodel.space.size() or 10
-    return classes[kind](hypermodel, max_trials=trials, **common)
+        tuner = classes["hyperband"](hypermodel, max_epochs=max_epochs, factor=factor, **common)
+    else:
+        trials = max_trials or hypermodel.space.size() or 10
+        tuner = classes[kind](hypermodel, max_trials=trials, **common)
+    tuner.freeze_gc = freeze_gc
+    return tuner
 
 
 class _TunerHooks:
-    """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``, and keeps
-    KerasTuner's clean-up between trials cheap.
+    """Appends a JSON line per trial start and end to ``<project>/trial_log.jsonl``, and with
+    ``freeze_gc`` keeps KerasTuner's clean-up between trials cheap.
 
     The log says which tuner (worker) ran which trial and for how long, so a resumed or
     distributed search can be checked: every trial ends exactly once.
@@ -329,11 +341,14 @@ class _TunerHooks:
     the previous trial left; ``gc.unfreeze`` when the search ends (or fails) hands them back.
     """
 
+    freeze_gc = False  # set by make_tuner
+
     def on_search_begin(self):
         import gc
 
         super().on_search_begin()
-        gc.freeze()  # what the process holds now: modules, the data (and a little garbage, once)
+        if self.freeze_gc:
+            gc.freeze()  # what the process holds now: modules, the data (and a little garbage, once)
 
     def on_trial_begin(self, trial):
         import gc
@@ -341,6 +356,8 @@ class _TunerHooks:
         import keras
 
         super().on_trial_begin(trial)
+        if not self.freeze_gc:
+            return
         # The previous trial's model becomes garbage only once the session is cleared: clear and
         # collect first, so that only what is really alive is frozen.
         keras.backend.clear_session()
@@ -353,7 +370,8 @@ class _TunerHooks:
         try:
             return super().search(*args, **kwargs)
         finally:  # also when a trial raises or the search is interrupted
-            gc.unfreeze()
+            if self.freeze_gc:
+                gc.unfreeze()
 
     def run_trial(self, trial, *args, **kwargs):
         import json
@@ -375,10 +393,21 @@ class _TunerHooks:
         return result
 
 
+def _is_worker() -> bool:
+    """True in a worker process of KerasTuner's distributed mode (not in the chief, nor alone).
+
+    KerasTuner has no public function for a process's role; its distributed-tuning guide sets
+    the role with environment variables: ``KERASTUNER_ORACLE_IP`` (and ``_PORT``) in every
+    process of a distributed search, and a ``KERASTUNER_TUNER_ID`` that holds ``"chief"`` in
+    the chief's. KerasTuner itself tells the chief by the same test.
+    """
+    import os
+
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
 @functools.cache
 def _tuner_classes() -> dict:
-    import keras_tuner as kt
-
     bases = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization,
              "random": kt.RandomSearch, "grid": kt.GridSearch}
     return {kind: type(base.__name__, (_TunerHooks, base), {}) for kind, base in bases.items()}
@@ -447,6 +476,8 @@ def search(
     overwrite: bool = False,
     distribution: str | None = None,
     verbose: int = 1,
+    set_global_seed: bool = False,
+    freeze_gc: bool = False,
 ) -> SearchResult:
     """Searches, writes the trials table and plot, and retrains the best configuration.
 
@@ -467,15 +498,26 @@ def search(
         max_epochs: Hyperband's largest budget, and epochs per trial for the other tuners.
         max_trials: trials for bayesian/random/grid.
         factor: Hyperband's reduction factor.
-        seed: seeds the oracle, the data pipeline and the weights.
+        seed: seeds the oracle and the data pipeline (and the weights with ``set_global_seed``).
         retrain: retrain the best configuration and write ``best_model.keras``.
         retrain_epochs: epochs of that training (default ``max_epochs``).
         overwrite: start afresh instead of resuming.
         distribution: None or ``"mirrored"`` (each trial on all visible GPUs).
         verbose: Keras and KerasTuner verbosity.
+        set_global_seed: call ``keras.utils.set_random_seed(seed)`` before the search and the
+            retraining, so that the weights are reproducible; this re-seeds Python's, NumPy's
+            and the backend's global generators in the whole process. Off by default; the
+            ``keras-resnet tune`` command turns it on.
+        freeze_gc: see :func:`make_tuner`. Like every KerasTuner search, this one clears the
+            Keras session before each trial.
 
     Example:
-    >>> # search("digits", "runs/search", max_epochs=9, space=SearchSpace(depths=[20, 32]))
+    >>> from keras_resnet.training import TrainConfig
+    >>> result = search("digits", "search", tuner="grid", max_epochs=1, retrain=False, verbose=0,
+    ...                 space=SearchSpace(depths=[8], shortcuts=["A", "none"], versions=["v1"]),
+    ...                 config=TrainConfig(image_size=8, batch_size=256))  # doctest: +SKIP
+    >>> sorted(row["shortcut"] for row in result.rows)  # doctest: +SKIP
+    ['identity', 'none']
     """
     from pathlib import Path
 
@@ -502,7 +544,6 @@ def search(
 
     import keras
     import tensorflow as tf
-    from keras_tuner.src.distribute import utils as dist_utils
 
     from keras_resnet.data import load_dataset
     from keras_resnet.training import device_scope, train
@@ -516,14 +557,15 @@ def search(
         raise ValueError("a search needs a validation split; received validation_split=0")
     hypermodel = ResNetHyperModel(data.input_shape, data.num_classes, mean=data.mean, std=data.std,
                                   space=space, train_config=config, steps_per_epoch=data.steps_per_epoch)
-    keras.utils.set_random_seed(seed)
+    if set_global_seed:
+        keras.utils.set_random_seed(seed)
     with device_scope(config):
         strategy = tf.distribute.MirroredStrategy() if distribution == "mirrored" else None
         kt_tuner = make_tuner(tuner, hypermodel, directory=out, project_name="tuner", max_epochs=max_epochs,
                               max_trials=max_trials, seed=seed, overwrite=overwrite,
-                              distribution_strategy=strategy, factor=factor)
+                              distribution_strategy=strategy, factor=factor, freeze_gc=freeze_gc)
         kt_tuner.search(data.train, validation_data=data.validation, epochs=max_epochs, verbose=verbose)
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+    if _is_worker():
         return SearchResult(rows=[], best=None, best_model=None, test_accuracy=None, out=out)
 
     rows = trial_rows(kt_tuner.oracle)
@@ -544,7 +586,7 @@ def search(
         else:
             # By name, so the data pipeline starts fresh: the same run as `keras-resnet train`.
             result = train(BASE_PRESET[space.style], dataset, trial_config, folder, verbose=verbose,
-                           overwrite=overwrite, **arch)
+                           overwrite=overwrite, set_global_seed=set_global_seed, **arch)
             best_model, test_accuracy = result.model, result.metrics["test_accuracy"]
         fileio.copy(folder / "model.keras", out / "best_model.keras")
         fileio.copy(folder / "metrics.json", out / "best_metrics.json")

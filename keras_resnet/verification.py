@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import tensorflow as tf
@@ -21,18 +22,26 @@ FORMATS = (SAVED_MODEL, *QUANTIZATIONS)
 THRESHOLD_KEYS = ("max_abs_diff", "min_agreement", "max_accuracy_drop")
 
 # Float32 artifacts must match the Keras model to rounding; the quantized ones may move a few
-# borderline images (post-training int8 typically costs 0.2-0.6 points on ResNets).
-DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    SAVED_MODEL: {"max_abs_diff": 1e-4, "min_agreement": 1.0},
-    "float32": {"max_abs_diff": 1e-4, "min_agreement": 1.0},
-    "float16": {"min_agreement": 0.995},
-    "dynamic": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
-    "int8": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
-}
+# borderline images (post-training int8 typically costs 0.2-0.6 points on ResNets). Read-only:
+# other limits are passed as ``thresholds`` to the functions that check.
+DEFAULT_THRESHOLDS: Mapping[str, Mapping[str, float]] = MappingProxyType({
+    fmt: MappingProxyType(limits) for fmt, limits in {
+        SAVED_MODEL: {"max_abs_diff": 1e-4, "min_agreement": 1.0},
+        "float32": {"max_abs_diff": 1e-4, "min_agreement": 1.0},
+        "float16": {"min_agreement": 0.995},
+        "dynamic": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
+        "int8": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
+    }.items()
+})
 
 
 def check_thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> dict[str, dict[str, float]]:
-    """Merges overrides into :data:`DEFAULT_THRESHOLDS`; raises ValueError on unknown keys."""
+    """Merges overrides into :data:`DEFAULT_THRESHOLDS`; raises ValueError on unknown keys.
+
+    Example:
+    >>> check_thresholds({"int8": {"min_agreement": 0.9}})["int8"]
+    {'min_agreement': 0.9, 'max_accuracy_drop': 0.01}
+    """
     merged = {fmt: dict(limits) for fmt, limits in DEFAULT_THRESHOLDS.items()}
     for fmt, limits in (thresholds or {}).items():
         check_choice("thresholds format", fmt, FORMATS)

@@ -121,7 +121,9 @@ def load_weights(model, source, config) -> None:
     source_layers = {layer.name: layer for layer in reference.layers}
     targets = [(layer.name, None, layer) for layer in model.layers if layer.weights and not isinstance(layer, ResidualBlock)]
     for blk in model.residual_blocks:
-        targets += [(blk.name, sub.name, sub) for sub in blk._flatten_layers(include_self=False) if sub.weights]
+        # A block keeps its sub-layers in public lists (the drop-path Dropout has no weights).
+        subs = [*blk.preact_layers, *blk.branch_layers, *blk.shortcut_layers]
+        targets += [(blk.name, sub.name, sub) for sub in subs if sub.weights]
     for name, sub, layer in targets:
         theirs = _keras_applications_name(name, sub)
         ours = f"{name}/{sub}" if sub else name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import BasicBlock, BottleneckBlock
-from keras_resnet.blocks import normalize_shortcut
+from keras_resnet.presets import normalize_shortcut
 
 
 def nonnegative(shape, seed=0):

@@ -33,6 +33,34 @@ def test_help_does_not_import_tensorflow():
     assert "summary" in result.stdout
 
 
+def test_import_keras_resnet_is_light_whatever_the_script_name():
+    # One behaviour in every process: the package imports Keras only when a name that needs it is used.
+    code = (
+        "import sys; sys.argv = ['some-script']\n"
+        "import keras_resnet\n"
+        "print('KERAS', 'keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+        "keras_resnet.BasicBlock\n"
+        "import keras\n"
+        "print('REGISTERED', keras.saving.get_registered_object('keras_resnet>BasicBlock') is not None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "KERAS False False" in result.stdout, result.stdout + result.stderr
+    assert "REGISTERED True" in result.stdout, result.stdout + result.stderr
+
+
+def test_python_dash_m_works_like_the_command():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    helped = subprocess.run([sys.executable, "-m", "keras_resnet", "--help"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: keras-resnet") and "presets" in helped.stdout
+    listed = subprocess.run([sys.executable, "-m", "keras_resnet", "presets"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == run("presets").stdout.split()
+    assert "resnet20" in listed.stdout.split()
+
+
 def test_entry_point_help():
     result = run("--help")
     assert result.returncode == 0

@@ -178,6 +178,19 @@ def test_compare_and_plot(tmp_path):
         plot_diagnostics({"empty": []}, str(path))
 
 
+def test_the_global_random_generators_are_reseeded_only_when_asked(tmp_path):
+    from keras_resnet.diagnostics import run_diagnosis
+
+    x, y = batch(2)
+    np.random.seed(123)  # noqa: NPY002 - the legacy global generator is what set_random_seed seeds
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    compare("resnet20", x, y, plain=False, input_shape=SHAPE, classes=10)
+    run_diagnosis("resnet20", batch=2, plain=False, out=tmp_path, input_shape=SHAPE)
+    assert np.array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    compare("resnet20", x, y, plain=False, seed=0, input_shape=SHAPE, classes=10)
+    assert not np.array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+
+
 def test_callback_records_one_entry_per_epoch(tmp_path):
     keras.utils.set_random_seed(0)
     model = ResNet(depth=8, input_shape=SHAPE, classes=3)
@@ -216,6 +229,17 @@ def test_bad_input_raises_value_errors_naming_the_value():
     headless = ResNet.from_preset("resnet20", input_shape=SHAPE, include_top=False, pooling="avg")
     with pytest.raises(ValueError, match="needs a classifier output"):
         gradient_norms(headless, x, y)
+
+
+def test_a_model_that_is_not_a_chain_is_refused():
+    from keras_resnet import BasicBlock
+
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    y = BasicBlock(4)(x)
+    branched = keras.Model(inputs, keras.layers.Add()([x, y]))  # a skip around the block
+    with pytest.raises(ValueError, match="do not compute the model's output"):
+        identity_closeness(branched, batch(2)[0])
 
 
 def test_nested_model_with_normalization_is_diagnosed_through():

@@ -250,7 +250,7 @@ def test_shortcuts_command_end_to_end(tmp_path, capsys):
 
 def test_bad_command_line_values_fail_fast_without_tensorflow(tmp_path):
     code = (
-        "import sys; sys.argv = ['keras-resnet']\n"
+        "import sys\n"
         "from keras_resnet import cli\n"
         f"rc = cli.main(['degradation', '--depths', '20', '21', '--out', {str(tmp_path / 'x')!r}])\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import types
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet import cli, export, litert, verification
+from keras_resnet import cli, export, litert, pipeline, verification
 from keras_resnet.models import ResNet
 
 SHAPE = (8, 8, 1)
@@ -233,13 +234,22 @@ def test_failed_conversion_mid_export_all_leaves_nothing(trained, tmp_path, monk
     assert list((tmp_path / "m").iterdir()) == []
 
 
-def test_failed_saved_model_check_is_not_kept(trained, tmp_path, monkeypatch):
+def test_failed_saved_model_check_is_not_kept(trained, tmp_path):
     model, _, _, x_test, _ = trained
     # A SavedModel whose numbers drift from the Keras model must not be renamed into place.
-    monkeypatch.setitem(export.DEFAULT_THRESHOLDS, "saved_model", {"max_abs_diff": -1.0})
     with pytest.raises(export.ExportError, match="differ from the Keras model"):
-        export.export_saved_model(model, tmp_path, "m", verify_data=x_test[:8])
+        export.export_saved_model(model, tmp_path, "m", verify_data=x_test[:8],
+                                  thresholds={"saved_model": {"max_abs_diff": -1.0}})
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_default_thresholds_are_read_only():
+    with pytest.raises(TypeError):
+        verification.DEFAULT_THRESHOLDS["float32"] = {"max_abs_diff": 1.0}
+    with pytest.raises(TypeError):
+        verification.DEFAULT_THRESHOLDS["float32"]["max_abs_diff"] = 1.0
+    merged = verification.check_thresholds({"float32": {"max_abs_diff": 0.5}})
+    assert merged["float32"]["max_abs_diff"] == 0.5 and verification.DEFAULT_THRESHOLDS["float32"]["max_abs_diff"] == 1e-4
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -366,7 +376,9 @@ def test_cli_export_with_dataset(model_file, trained, tmp_path, monkeypatch, cap
 def test_cli_export_without_dataset_and_keep_failed(model_file, tmp_path, monkeypatch, capsys):
     assert cli.main(["export", str(model_file), "--name", "tiny", "--base", str(tmp_path)]) == 0
     assert "random images" in capsys.readouterr().out
-    monkeypatch.setitem(verification.DEFAULT_THRESHOLDS, "float32", {"max_abs_diff": -1.0})
+    # The command has no thresholds option: its call into the exporter passes impossible ones.
+    monkeypatch.setattr(pipeline, "export_trained", functools.partial(
+        pipeline.export_trained, thresholds={"float32": {"max_abs_diff": -1.0}}))
     rc = cli.main(["export", str(model_file), "--name", "tiny", "--base", str(tmp_path), "--tflite", "float32",
                    "--keep-failed"])
     out = capsys.readouterr().out

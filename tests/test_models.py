@@ -47,7 +47,10 @@ def test_preset_harness(name, tmp_path):
     assert blocks[0].name == "stage1_block1"
 
 
-# The ResNet paper's CIFAR nets, exact trainable counts (../shared/REFERENCE.md).
+# The ResNet paper's CIFAR nets (He et al., arXiv:1512.03385, Table 6: 0.27M, 0.46M, 0.66M, 0.85M and
+# 1.7M parameters for depths 20 to 110), as exact trainable counts: convolutions without bias, BatchNorm
+# gamma and beta, a dense head with bias; option A adds no parameters, option B's 1x1 projections on
+# the two downsampling blocks add 2,752.
 OPTION_A = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 OPTION_B = {20: 272_474, 32: 466_906, 44: 661_338, 56: 855_770, 110: 1_730_714}
 
@@ -258,7 +261,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
     model.save(tmp_path / "m.keras")
     script = textwrap.dedent(f"""
         import numpy as np, keras
-        import keras_resnet  # registers the classes; no custom_objects needed
+        import keras_resnet.models  # registers the package's classes: no custom_objects needed
         m = keras.saving.load_model({str(tmp_path / "m.keras")!r})
         assert type(m).__name__ == "ResNet", type(m)
         y = m.predict(np.load({str(tmp_path / "x.npy")!r}), verbose=0)
@@ -330,16 +333,32 @@ def test_converts_to_tflite_builtin_ops_only(version, shortcut, tmp_path):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
+    from keras_resnet.litert import tflite_ops
+
     model = ResNet(depth=8, version=version, shortcut=shortcut, input_shape=(8, 8, 1), classes=3)
     model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm"))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = Interpreter(model_content=converter.convert())
-    ops = {d["op_name"] for d in interpreter._get_ops_details()}
+    content = converter.convert()
+    ops = set(tflite_ops(content))
     assert "CONV_2D" in ops and not any(op.startswith("Flex") for op in ops)
+    interpreter = Interpreter(model_content=content)
     interpreter.allocate_tensors()
     x = random_images((8, 8, 1), batch=1)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     interpreter.invoke()
     y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_preset_table_clears_the_session_only_when_asked():
+    from keras_resnet.models import preset_table
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        assert preset_table(["resnet20"])[0]["params"] == 271_098
+        assert keras.config.dtype_policy().name == "mixed_float16"  # the caller's setting stays
+        preset_table(["resnet20"], clear_session=True)
+        assert keras.config.dtype_policy().name == "float32"  # clear_session resets it
+    finally:
+        keras.config.set_dtype_policy("float32")

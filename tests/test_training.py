@@ -18,9 +18,9 @@ import pytest
 
 from keras_resnet import cli, runs
 from keras_resnet.data import load_dataset
+from keras_resnet.runs import TrainingDiverged
 from keras_resnet.training import (
     TrainConfig,
-    TrainingDiverged,
     build_model,
     compile_model,
     device_scope,

@@ -166,14 +166,18 @@ def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_pat
 
     hm = _FreezeRecorder((8, 8, 1), 3, mean=[100.0], std=[50.0], space=SearchSpace(depths=[8, 14], shortcuts=["A"], versions=["v1"]),
                          steps_per_epoch=2)
-    tuner = make_tuner("grid", hm, directory=tmp_path, max_epochs=1)
+    plain = make_tuner("grid", hm, directory=tmp_path / "plain", max_epochs=1)  # freeze_gc is opt-in
+    _FreezeRecorder.frozen = []
+    plain.search(tiny_data(), validation_data=tiny_data(), epochs=1, verbose=0)
+    assert _FreezeRecorder.frozen == [0, 0]
+    tuner = make_tuner("grid", hm, directory=tmp_path, max_epochs=1, freeze_gc=True)
     _FreezeRecorder.frozen = []
     tuner.search(tiny_data(), validation_data=tiny_data(), epochs=1, verbose=0)
     # In each trial the collector skips what was alive before it: TensorFlow, Keras, the data.
     assert len(_FreezeRecorder.frozen) == 2 and min(_FreezeRecorder.frozen) > 100_000
     assert gc.get_freeze_count() == 0
     assert len(tuner.oracle.get_best_trials(2)) == 2
-    stopped = make_tuner("grid", hm, directory=tmp_path / "stopped", max_epochs=1)
+    stopped = make_tuner("grid", hm, directory=tmp_path / "stopped", max_epochs=1, freeze_gc=True)
     _FreezeRecorder.interrupt = True  # a search stopped mid-trial hands the frozen objects back too
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -284,3 +288,18 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
     assert sorted(e["trial"] for e in ends) == sorted(r["trial"] for r in rows)  # each ran exactly once
     assert {e["tuner"] for e in ends} <= {"tuner0", "tuner1"}  # the chief only serves the oracle
     assert "worker finished" in outputs[1] and "worker finished" in outputs[2]
+
+
+@pytest.mark.parametrize("env,worker", [
+    ({}, False),
+    ({"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "1"}, False),
+    ({"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "1"}, True),
+])
+def test_a_worker_is_told_by_keras_tuners_environment_variables(monkeypatch, env, worker):
+    from keras_resnet.tuning import _is_worker
+
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _is_worker() is worker
