@@ -122,7 +122,7 @@ def _measure(model, x, training: bool) -> list[dict]:
             h, y = h.numpy(), y.numpy()
             if h.shape == y.shape:
                 ref, kind = h, "input"
-            elif block._shortcut_kind != "none":
+            elif block.resolved_shortcut != "none":
                 ref, kind = block.shortcut_branch(h, training=training).numpy(), "shortcut"
             else:  # what option A's parameter-free shortcut would carry: subsample, zero-pad
                 ref = h[:, :: block.strides, :: block.strides, : y.shape[-1]]

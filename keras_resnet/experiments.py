@@ -30,7 +30,7 @@ import numpy as np
 
 from keras_resnet import fileio
 from keras_resnet.data import DIGITS, check_dataset
-from keras_resnet.presets import SHORTCUTS, normalize_shortcut, normalize_version
+from keras_resnet.presets import SHORTCUTS, normalize_shortcut, normalize_version, stage_layout
 from keras_resnet.training import (
     DEFAULT_EPOCHS,
     PAPER_BATCH_SIZE,
@@ -80,12 +80,10 @@ def _int(name, value, minimum):
 
 
 def _depth(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 8 or (value - 2) % 6:
-        raise ValueError(
-            "depth must be 6n+2 for CIFAR-style ResNets with basic blocks (8, 14, 20, 32, 44, 56, "
-            f"110, ...); received depth={value!r}"
-        )
-    return int(value)
+    # The nets are CIFAR-style with basic blocks (resnet20's), so that rule applies.
+    depth = int(value) if isinstance(value, np.integer) else value
+    stage_layout(depth, "cifar", "basic")
+    return depth
 
 
 def _distinct(name, values, check) -> tuple:

@@ -23,7 +23,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_resnet import fileio
-from keras_resnet.blocks import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
+from keras_resnet.presets import (
+    CIFAR_STAGES,
+    CONVS_PER_BLOCK,
+    IMAGENET_DEPTHS,
+    SHORTCUTS,
+    STYLES,
+    VERSIONS,
+    normalize_shortcut,
+    normalize_version,
+    stage_layout,
+)
 
 TUNERS = ("hyperband", "bayesian", "random", "grid")
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
@@ -39,12 +49,12 @@ except ImportError:  # pragma: no cover - keras-tuner is a dependency
 
 
 def valid_depths(style: str, min_depth: int = 0, max_depth: int = 10**6) -> tuple[int, ...]:
-    """The depths a ``style`` allows within bounds (CIFAR: 6n+2 basic blocks; ImageNet: table)."""
-    from keras_resnet.models import IMAGENET_DEPTHS
-
+    """The depths a ``style`` allows within bounds (CIFAR: 6n+2 basic blocks; ImageNet: table),
+    as :func:`keras_resnet.presets.stage_layout` defines them."""
     if style == "imagenet":
         return tuple(d for d in sorted(IMAGENET_DEPTHS) if min_depth <= d <= max_depth)
-    return tuple(d for d in range(8, max_depth + 1, 6) if d >= min_depth)
+    per = CIFAR_STAGES * CONVS_PER_BLOCK["basic"]
+    return tuple(d for d in range(per + 2, max_depth + 1, per) if d >= min_depth)
 
 
 def _choices(name: str, values, normalize) -> tuple:
@@ -84,15 +94,13 @@ class SearchSpace:
 
     def validate(self) -> SearchSpace:
         """Normalises the choices; raises ValueError naming the first bad one. Returns self."""
-        from keras_resnet.models import STYLES, _resolve_stages
-
         if self.style not in STYLES:
             raise ValueError(f"style must be 'cifar' or 'imagenet'; received style={self.style!r}")
         depths = self.depths if self.depths is not None else (
             CIFAR_DEPTHS if self.style == "cifar" else valid_depths("imagenet"))
 
         def depth(d):
-            _resolve_stages(d, self.style, None, None)  # raises with the allowed depths
+            stage_layout(d, self.style)  # raises with the allowed depths
             return d
 
         self.depths = tuple(sorted(_choices("depths", depths, depth)))
