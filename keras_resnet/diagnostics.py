@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from keras_resnet import fileio
 from keras_resnet.blocks import ResidualBlock
+from keras_resnet.defaults import BN_STATISTICS, DIAGNOSIS_DATASETS
 
 # ---- running the chain ------------------------------------------------------------------
 
@@ -475,10 +476,10 @@ def run_diagnosis(
     """
     from keras_resnet.models import ResNet
 
-    if dataset not in ("random", "digits"):
-        raise ValueError(f"dataset must be 'random' or 'digits'; received dataset={dataset!r}")
-    if bn_stats not in ("auto", "batch", "moving"):
-        raise ValueError(f"bn_stats must be 'auto', 'batch' or 'moving'; received bn_stats={bn_stats!r}")
+    if dataset not in DIAGNOSIS_DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, DIAGNOSIS_DATASETS))}; received dataset={dataset!r}")
+    if bn_stats not in BN_STATISTICS:
+        raise ValueError(f"bn_stats must be one of {', '.join(map(repr, BN_STATISTICS))}; received bn_stats={bn_stats!r}")
     for name, value, low in (("batch", batch, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}; received {name}={value!r}")

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 import keras_resnet.models  # noqa: F401  (registers the package's classes for load_model)
 from keras_resnet import fileio
+from keras_resnet.defaults import DEFAULT_CALIBRATION_SAMPLES
 from keras_resnet.litert import (
     INT8_IO_TYPES,
     QUANTIZATIONS,
@@ -56,7 +57,6 @@ REPORT_FILE = "export_report.json"
 TFLITE_DIR = "tflite"
 FAILED_SUFFIX = ".failed"
 DEFAULT_TOP_K = 5
-DEFAULT_CALIBRATION_SAMPLES = 500
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION_DIR = re.compile(r"^([0-9]+)(?:\.failed)?$")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-TFLITE_FLAVOURS = ("float32", "float16", "dynamic", "int8")
+from keras_resnet.defaults import DEFAULT_CALIBRATION_SAMPLES, QUANTIZATIONS
 
 
 def export_trained(
@@ -23,12 +23,12 @@ def export_trained(
     *,
     base: str | os.PathLike = "saved_models",
     version: int | None = None,
-    tflite: Sequence[str] = TFLITE_FLAVOURS,
+    tflite: Sequence[str] = QUANTIZATIONS,
     dataset: str | None = "digits",
     data_dir: str | None = None,
     int8_io: str = "float32",
     keep_failed: bool = False,
-    calibration_samples: int = 500,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
 ) -> list[dict]:
     """Exports a trained model and verifies every artifact against it.
 
@@ -38,7 +38,8 @@ def export_trained(
         name: the served model's name (``base/name/version/``).
         base: the model base folder.
         version: integer version; default the next free one.
-        tflite: TFLite flavours among ``float32``, ``float16``, ``dynamic``, ``int8``.
+        tflite: TFLite quantizations, any of :data:`keras_resnet.litert.QUANTIZATIONS`
+            (default all four: ``float32``, ``float16``, ``dynamic``, ``int8``).
         dataset: the dataset the model was trained on: its training split calibrates int8 and
             its test split measures accuracy and agreement. None verifies parity on random
             images only (and cannot make int8).

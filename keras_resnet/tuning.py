@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_resnet import fileio
+from keras_resnet.defaults import SEARCH_DISTRIBUTIONS, TUNERS
 from keras_resnet.presets import (
     CIFAR_STAGES,
     CONVS_PER_BLOCK,
@@ -35,7 +36,6 @@ from keras_resnet.presets import (
     stage_layout,
 )
 
-TUNERS = ("hyperband", "bayesian", "random", "grid")
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BASE_PRESET = {"cifar": "resnet20", "imagenet": "resnet18"}
 BASELINE = {"depth": {"cifar": 20, "imagenet": 18}, "shortcut": "projection", "version": "v1"}
@@ -493,8 +493,9 @@ def search(
             raise ValueError(f"{name} must be an integer >= {1 if name == 'max_epochs' else 2}; received {name}={value!r}")
     if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1):
         raise ValueError(f"max_trials must be an integer >= 1; received max_trials={max_trials!r}")
-    if distribution not in (None, "mirrored"):
-        raise ValueError(f"distribution must be None or 'mirrored'; received distribution={distribution!r}")
+    if distribution is not None and distribution not in SEARCH_DISTRIBUTIONS:
+        raise ValueError(f"distribution must be None or one of {', '.join(SEARCH_DISTRIBUTIONS)}; "
+                         f"received distribution={distribution!r}")
     check_dataset(dataset)
     space = (space or SearchSpace()).validate()
     config = dataclasses.replace(config or TrainConfig(), seed=seed).validate()
