@@ -133,7 +133,8 @@ def _check_probabilities(model: keras.Model, shape) -> None:
                          f"{model.name!r} gave rows summing to {p.sum(axis=-1).round(4).tolist()}")
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """Returns ``name`` if it can name a served model (a folder under the base); else ValueError."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"name must be letters, digits, '_', '.' or '-', starting with a letter or digit; "
                          f"received name={name!r}")
@@ -407,7 +408,7 @@ def export_saved_model(
     '1'
     """
     shape = image_shape(model)
-    name = _check_name(model.name if name is None else name)
+    name = check_name(model.name if name is None else name)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be an integer >= 1; received top_k={top_k!r}")
     class_names = _check_class_names(class_names, model.outputs[0].shape[-1])
@@ -555,7 +556,7 @@ def export_all(
     """
     # ---- everything is validated before the first file is written ----
     shape = image_shape(model)
-    name = _check_name(model.name if name is None else name)
+    name = check_name(model.name if name is None else name)
     tflite = list(dict.fromkeys(tflite))
     for q in tflite:
         check_choice("quantization", q, QUANTIZATIONS)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_resnet import fileio
-from keras_resnet.defaults import SEARCH_DISTRIBUTIONS, TUNERS
+from keras_resnet.defaults import CIFAR_DEPTHS, HYPERBAND_FACTOR, SEARCH_DISTRIBUTIONS, SEARCH_EPOCHS, TUNERS
 from keras_resnet.presets import (
     CIFAR_STAGES,
     CONVS_PER_BLOCK,
@@ -36,7 +36,6 @@ from keras_resnet.presets import (
     stage_layout,
 )
 
-CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BASE_PRESET = {"cifar": "resnet20", "imagenet": "resnet18"}
 BASELINE = {"depth": {"cifar": 20, "imagenet": 18}, "shortcut": "projection", "version": "v1"}
 
@@ -283,9 +282,9 @@ def _rebatch(ds, batch_size: int):
     return ds.unbatch().batch(batch_size).prefetch(-1) if hasattr(ds, "unbatch") else ds
 
 
-def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search", max_epochs: int = 9,
+def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search", max_epochs: int = SEARCH_EPOCHS,
                max_trials: int | None = None, seed: int = 0, objective: str = "val_accuracy",
-               overwrite: bool = False, distribution_strategy=None, factor: int = 3, **kwargs) -> Any:
+               overwrite: bool = False, distribution_strategy=None, factor: int = HYPERBAND_FACTOR, **kwargs) -> Any:
     """Makes a KerasTuner tuner; the same ``directory`` and ``project_name`` resume a search.
 
     Args:
@@ -439,12 +438,12 @@ def search(
     dataset: str = "digits",
     out="runs/search",
     *,
-    tuner: str = "hyperband",
+    tuner: str = TUNERS[0],
     space: SearchSpace | None = None,
     config=None,
-    max_epochs: int = 9,
+    max_epochs: int = SEARCH_EPOCHS,
     max_trials: int | None = None,
-    factor: int = 3,
+    factor: int = HYPERBAND_FACTOR,
     seed: int = 0,
     retrain: bool = True,
     retrain_epochs: int | None = None,
