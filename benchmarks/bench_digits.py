@@ -30,7 +30,7 @@ from common import arguments, print_ratios, quiet_tensorflow, ratio, write_resul
 keras = quiet_tensorflow()
 
 from keras_resnet.data import load_dataset  # noqa: E402
-from keras_resnet.training import DEFAULT_EPOCHS, TrainConfig, build_model, compile_model, train  # noqa: E402
+from keras_resnet.training import TrainConfig, build_model, compile_model, default_epochs, train  # noqa: E402
 
 GOAL_ACCURACY = 0.98
 GOAL_SECONDS = 120.0
@@ -59,7 +59,7 @@ def bare_fit(config: TrainConfig) -> dict:
     data = load_dataset("digits", image_size=config.image_size, batch_size=128, seed=config.seed)
     keras.utils.set_random_seed(config.seed)
     model = build_model("resnet20", data, weight_decay=config.weight_decay)
-    epochs = config.epochs or DEFAULT_EPOCHS["digits"]
+    epochs = config.epochs or default_epochs("digits")
     compile_model(model, config, steps_per_epoch=data.steps_per_epoch, epochs=epochs, batch_size=128)
     fit_start = time.perf_counter()
     model.fit(data.train, validation_data=data.validation, epochs=epochs, verbose=0, shuffle=False)

@@ -139,6 +139,7 @@ class ResidualBlock(keras.layers.Layer):
         self.shortcut_layers: list = []
         self.drop_path = None
         self._pad_channels = 0
+        self._shortcut_kind = None  # set in build(); read it as resolved_shortcut
 
     # -- layer factories: one place for the arguments every conv and BatchNorm shares -------
     def _conv(self, filters: int, kernel_size: int, strides: int, name: str, zero=False):
@@ -198,9 +199,17 @@ class ResidualBlock(keras.layers.Layer):
         return "subsample" if reshapes else "identity"
 
     @property
+    def resolved_shortcut(self) -> str | None:
+        """What the built block's shortcut does: :meth:`shortcut_kind` of the input it was built
+        for (``"identity"``, ``"subsample"``, ``"projection"`` or ``"none"``); None before
+        ``build``. Read-only; ``shortcut`` is the option the block was given.
+        """
+        return self._shortcut_kind if self.built else None
+
+    @property
     def is_identity_block(self) -> bool:
         """True when the shortcut has no parameters (identity or option A's zero-pad)."""
-        return self.built and self._shortcut_kind in ("identity", "subsample")
+        return self.resolved_shortcut in ("identity", "subsample")
 
     def build(self, input_shape):
         in_channels = input_shape[-1]

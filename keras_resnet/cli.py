@@ -1,23 +1,43 @@
 """The ``keras-resnet`` command: argument parsing and calls into the library, nothing more.
 
-Each subcommand is a ``_cmd_<name>(args)`` function added to ``build_parser``. Heavy
-imports (TensorFlow, Keras, KerasTuner, matplotlib) happen inside the subcommands, so that
-``keras-resnet --help`` answers at once, and TensorFlow's start-up log lines are hidden unless
-``--verbose`` is given.
+Each subcommand has a parser function ``_add_<name>_parser(sub)`` and a ``_cmd_<name>(args)``
+that calls the library and prints. Choices and defaults are read from the library (TrainConfig's
+fields, :mod:`keras_resnet.defaults`, :mod:`keras_resnet.presets`, the experiments' signatures),
+never repeated here. Heavy imports (TensorFlow, Keras, KerasTuner, matplotlib) happen inside the
+subcommands, so that ``keras-resnet --help`` answers at once, and TensorFlow's start-up log lines
+are hidden unless ``--verbose`` is given.
+
+Each flag has one meaning: ``--version`` is the program's version, ``--block-version`` and
+``--block-versions`` a ResNet's block version (v1, v2), ``--export-version`` the exported
+model's integer version, ``--version-policy`` which versions the server loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 
-from keras_resnet import __version__
+from keras_resnet import __version__, defaults
 from keras_resnet.console import (  # noqa: F401 - import_keras and print_table are used by callers of cli
     import_keras,
     print_table,
     replayed_warnings,
     silenced_stderr,
+)
+from keras_resnet.data import DEFAULT_VALIDATION_SPLIT, DIGITS, DIGITS_IMAGE_SIZE
+from keras_resnet.presets import BLOCK_TYPES, SHORTCUT_ALIASES, SHORTCUTS, STYLES, VERSIONS
+from keras_resnet.training import (
+    DEFAULT_EPOCHS,
+    MAX_WARMUP_STEPS,
+    PAPER_BATCH_SIZE,
+    PAPER_EPOCHS,
+    PAPER_LR,
+    SCHEDULES,
+    STRATEGIES,
+    WARMUP_FRACTION,
+    TrainConfig,
 )
 
 PROG = "keras-resnet"
@@ -27,14 +47,52 @@ class UsageError(Exception):
     """A bad command-line value found after parsing; reported like argparse's errors (exit 2)."""
 
 
+# ---- help texts from the library's values ------------------------------------------------
+
+def _percent(fraction: float, escape: bool = True) -> str:
+    """``0.05`` as ``5%``; escaped as ``5%%`` for an argument's help, which argparse %-formats."""
+    return f"{100 * fraction:g}{'%%' if escape else '%'}"
+
+
+def _listed(values) -> str:
+    return " ".join(map(str, values))
+
+
+def _shortcut_help(exclude=()) -> str:
+    """``identity (A), projection (B), full_projection (C), none``: the names and their aliases."""
+    aliases = {name: alias for alias, name in SHORTCUT_ALIASES.items()}
+    return ", ".join(f"{name} ({aliases[name]})" if name in aliases else name
+                     for name in SHORTCUTS if name not in exclude)
+
+
+LR_HELP = f"peak learning rate (default {PAPER_LR:g} * batch size / {PAPER_BATCH_SIZE})"
+
+
+def _epochs_help(table: dict) -> str:
+    """``default: 30 for digits, 182 otherwise`` from an epochs table (training's or the experiments')."""
+    return f"default: {', '.join(f'{n} for {d}' for d, n in table.items())}, {PAPER_EPOCHS} otherwise"
+
+
+def _default(function, name: str):
+    """The default of ``function``'s parameter ``name``: the library's value, read, not repeated."""
+    value = inspect.signature(function).parameters[name].default
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _add_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    # No abbreviations: a retired flag (--version, --versions) must not match a new one's prefix.
+    return sub.add_parser(name, allow_abbrev=False, **kwargs)
+
+
 # ---- shared argument groups ---------------------------------------------------------------
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Overrides of a preset's architecture, shared by every command that builds a model."""
     group = parser.add_argument_group("architecture overrides (default: the preset's)")
-    group.add_argument("--shortcut", help="identity (A), projection (B), full_projection (C) or none")
-    group.add_argument("--version", dest="resnet_version", metavar="{v1,v2}", help="v1 (post-activation) or v2 (pre-activation)")
-    group.add_argument("--block", choices=("basic", "bottleneck"), help="residual block type")
+    group.add_argument("--shortcut", help=_shortcut_help())
+    group.add_argument("--block-version", choices=VERSIONS,
+                       help="block version: v1 (post-activation) or v2 (pre-activation)")
+    group.add_argument("--block", choices=BLOCK_TYPES, help="residual block type")
     group.add_argument("--depth", type=int, help="network depth (6n+2 / 9n+2 for CIFAR style)")
     group.add_argument("--classes", type=int, help="number of classes of the classifier")
     group.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"), help="input height, width, channels")
@@ -45,7 +103,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_overrides(args: argparse.Namespace) -> dict:
     """The architecture overrides given on the command line, as ``ResNet`` keyword arguments."""
     names = {
-        "shortcut": "shortcut", "resnet_version": "version", "block": "block", "depth": "depth",
+        "shortcut": "shortcut", "block_version": "version", "block": "block", "depth": "depth",
         "classes": "classes", "input_shape": "input_shape", "width_multiplier": "width_multiplier",
         "zero_init_residual": "zero_init_residual",
     }
@@ -237,7 +295,7 @@ def _cmd_serve(args) -> int:
     from keras_resnet import serving
 
     server = serving.serve(args.base, port=args.port, host=args.host, max_body_bytes=args.max_body_mb * 2**20,
-                           version_policy=args.versions, block=False)
+                           version_policy=args.version_policy, block=False)
     for name in sorted(server.repository.models):
         versions = ", ".join(map(str, server.repository.versions(name)))
         print(f"{name} (versions {versions}): {server.url}/v1/models/{name}:predict")
@@ -247,30 +305,35 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_tune(args) -> int:
-    # The search space is checked against the model's rules, which live with Keras.
-    import_keras(args.verbose)
-    from keras_resnet.data import check_dataset
-    from keras_resnet.training import TrainConfig
-    from keras_resnet.tuning import SearchSpace
-
-    # Validated before TensorFlow starts, so a bad search space fails at once.
-    space = SearchSpace(
-        style=args.style, depths=args.depths, shortcuts=args.shortcuts or SearchSpace.shortcuts,
-        versions=args.versions or SearchSpace.versions, width_multipliers=args.widths,
-        zero_init=args.zero_init, lr=tuple(args.lr_range) if args.lr_range else None,
-        weight_decay=tuple(args.wd_range) if args.wd_range else None, batch_sizes=args.batch_sizes,
-    ).validate()
     config = TrainConfig(batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
                          data_dir=args.data_dir).validate()
-    check_dataset(args.dataset, args.data_dir)
-    from keras_resnet.tuning import search
+    from keras_resnet.data import check_dataset
 
-    result = search(
-        args.dataset, args.out, tuner=args.tuner, space=space, config=config, max_epochs=args.max_epochs,
-        max_trials=args.max_trials, factor=args.factor, seed=args.seed, retrain=not args.no_retrain,
-        overwrite=args.overwrite, distribution=args.distribution, verbose=args.progress,
-        set_global_seed=True, freeze_gc=True,
+    check_dataset(args.dataset, args.data_dir)
+    # SearchSpace lives with KerasTuner, which imports TensorFlow: start it quietly first.
+    import_keras(args.verbose)
+    from keras_resnet.tuning import SearchSpace, search
+
+    space = SearchSpace(
+        style=args.style, depths=args.depths, shortcuts=args.shortcuts, versions=args.block_versions,
+        width_multipliers=args.widths, zero_init=args.zero_init,
+        lr=tuple(args.lr_range) if args.lr_range else None,
+        weight_decay=tuple(args.wd_range) if args.wd_range else None, batch_sizes=args.batch_sizes,
+    ).validate()
+    options = dict(
+        tuner=args.tuner, space=space, config=config, max_epochs=args.max_epochs, max_trials=args.max_trials,
+        factor=args.factor, seed=args.seed, retrain=not args.no_retrain, overwrite=args.overwrite,
+        distribution=args.distribution, verbose=args.progress, set_global_seed=True, freeze_gc=True,
     )
+    report = None
+    if args.export:
+        from keras_resnet.pipeline import tune_and_export
+
+        with replayed_warnings(args.verbose):
+            outcome = tune_and_export(args.dataset, args.out, args.export_name, base=args.export_base, **options)
+        result, report = outcome["search"], outcome["report"]
+    else:
+        result = search(args.dataset, args.out, **options)
     if not result.rows:
         print("worker finished: the chief writes the results")
         return 0
@@ -281,14 +344,10 @@ def _cmd_tune(args) -> int:
         print(f"\nbest configuration retrained for {args.max_epochs} epochs: test accuracy "
               f"{result.test_accuracy:.4f} -> {os.path.join(args.out, 'best_model.keras')}")
     print(f"trials: {os.path.join(args.out, 'trials.csv')}, plot: {os.path.join(args.out, 'search.png')}")
-    if args.export and result.best_model is not None:
-        from keras_resnet.pipeline import export_trained
-
-        with replayed_warnings(args.verbose):
-            records = export_trained(os.path.join(args.out, "best_model.keras"), args.export_name,
-                                     base=args.export_base, dataset=args.dataset, data_dir=args.data_dir)
-        _print_export_report(records, os.path.join(args.export_base, args.export_name, "export_report.json"))
-        return 0 if all(r["passed"] for r in records) else 1
+    if report is not None:
+        print("\nExported and verified against the Keras model:")
+        _print_export_report(report, os.path.join(args.export_base, args.export_name, "export_report.json"))
+        return 0 if all(r["passed"] for r in report) else 1
     return 0
 
 
@@ -336,7 +395,7 @@ def _cmd_degradation(args) -> int:
 
     return _run_experiment(args, experiments.degradation, dict(
         dataset=args.dataset, depths=args.depths, seeds=args.seeds, epochs=args.epochs, out=args.out,
-        shortcut=args.shortcut, version=args.resnet_version, config=_experiment_config(args),
+        shortcut=args.shortcut, version=args.block_version, config=_experiment_config(args),
         augment=args.augment, width_multiplier=args.width_multiplier, responses=not args.no_responses,
         verbose=args.progress, set_global_seed=True, clear_session=True,
     ), "results.json, results.csv, degradation.png" + ("" if args.no_responses else ", responses.json, responses.png"))
@@ -346,29 +405,272 @@ def _cmd_shortcuts(args) -> int:
     from keras_resnet import experiments
 
     return _run_experiment(args, experiments.compare_shortcuts, dict(
-        dataset=args.dataset, depth=args.depth, shortcuts=args.shortcuts, versions=args.versions,
+        dataset=args.dataset, depth=args.depth, shortcuts=args.shortcuts, versions=args.block_versions,
         seeds=args.seeds, epochs=args.epochs, out=args.out, config=_experiment_config(args),
         augment=args.augment, width_multiplier=args.width_multiplier, verbose=args.progress,
         set_global_seed=True, clear_session=True,
     ), "results.json, results.csv, shortcuts.png")
 
 
-def _add_experiment_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits (offline, default) or a TFDS name such as cifar10")
+def _add_experiment_arguments(p: argparse.ArgumentParser, function) -> None:
+    """The arguments both experiments share; defaults from ``function`` and the experiments' tables."""
+    from keras_resnet.experiments import (
+        DEFAULT_AUGMENT,
+        DEFAULT_IMAGE_SIZE,
+        EXPERIMENT_EPOCHS,
+        EXPERIMENT_WARMUP_FRACTION,
+    )
+
+    seeds = _default(function, "seeds")
+    width = _default(function, "width_multiplier")
+    no_augment = ", ".join(d for d, on in DEFAULT_AUGMENT.items() if not on)
+    p.add_argument("--dataset", default=_default(function, "dataset"),
+                   help="digits (offline, default) or a TFDS name such as cifar10")
     p.add_argument("--out", required=True, help="the experiment's folder (rerun to resume)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per net and seed (default 0)")
-    p.add_argument("--epochs", type=int, help="default: 20 for digits, 164 for cifar10 (the paper's 64k iterations), else 182")
-    p.add_argument("--width-multiplier", type=float, default=1.0, help="scale every width (default 1)")
-    p.add_argument("--image-size", type=int, help="resize images (default: 8 for digits, native otherwise)")
-    p.add_argument("--batch-size", type=int, help="default 128")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1 * batch size / 128)")
-    p.add_argument("--warmup-steps", type=int, help="steps at lr / 10 first (default 10%% of training, at most 400)")
+    p.add_argument("--seeds", type=int, nargs="+", default=seeds, help=f"one run per net and seed (default {_listed(seeds)})")
+    p.add_argument("--epochs", type=int, help=f"{_epochs_help(EXPERIMENT_EPOCHS)} (for cifar10 the paper's 64k iterations)")
+    p.add_argument("--width-multiplier", type=float, default=width, help=f"scale every width (default {width:g})")
+    p.add_argument("--image-size", type=int, help="resize images (default: "
+                   f"{', '.join(f'{n} for {d}' for d, n in DEFAULT_IMAGE_SIZE.items())}, native otherwise)")
+    p.add_argument("--batch-size", type=int, help=f"default {PAPER_BATCH_SIZE}")
+    p.add_argument("--lr", type=float, help=LR_HELP)
+    p.add_argument("--warmup-steps", type=int, help=f"steps at lr / 10 first (default {_percent(EXPERIMENT_WARMUP_FRACTION)} "
+                   f"of training, at most {MAX_WARMUP_STEPS})")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="pad-and-crop (and flips where they keep the class); default: off for digits, on otherwise")
+                   help=f"pad-and-crop (and flips where they keep the class); default: off for {no_augment}, on otherwise")
     p.add_argument("--data-dir", help="TFDS data directory")
     p.add_argument("--progress", type=int, choices=(0, 1, 2), default=2,
                    help="Keras output: 0 none, 1 progress bars, 2 one line per epoch (default)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
+
+
+def _add_summary_parser(sub) -> None:
+    p = _add_parser(sub, "summary", help="print a model's layers, parameters and multiply-adds")
+    p.add_argument("model", help="a preset name, e.g. resnet20, plain56, resnet50")
+    p.add_argument("--expand", action="store_true", help="expand the blocks' inner layers")
+    add_model_arguments(p)
+    p.set_defaults(func=_cmd_summary)
+
+
+def _add_presets_parser(sub) -> None:
+    p = _add_parser(sub, "presets", help="list the named variants")
+    p.add_argument("--count", action="store_true", help="build each one and show parameters and multiply-adds")
+    p.set_defaults(func=_cmd_presets)
+
+
+def _add_diagnose_parser(sub) -> None:
+    p = _add_parser(
+        sub, "diagnose",
+        help="measure identity closeness, gradient norms and response std per residual block",
+        description="Per residual block: ||F(x)||/||x|| and cosine(output, input), the loss-gradient "
+        "norm at the block's input, and the std of F(x) (the ResNet paper's Figure 7); a preset is "
+        "compared with its plain twin (shortcut='none', same initial weights).",
+    )
+    datasets, statistics = defaults.DIAGNOSIS_DATASETS, defaults.BN_STATISTICS
+    p.add_argument("model", help="a preset name (e.g. resnet110) or the path of a .keras file")
+    p.add_argument("--batch", type=int, default=32, help="images in the measured batch (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the data (default 0)")
+    p.add_argument("--dataset", choices=datasets, default=datasets[0], help=f"the measured images (default {datasets[0]})")
+    p.add_argument("--bn-stats", choices=statistics, default=statistics[0],
+                   help="BatchNorm on batch or moving statistics; auto (default): batch for a fresh preset, moving for a file")
+    p.add_argument("--no-plain", action="store_true", help="skip the plain twin")
+    p.add_argument("--out", default=os.path.join("runs", "diagnose"), help="folder for diagnostics.json and .png (default runs/diagnose)")
+    add_model_arguments(p)
+    p.set_defaults(func=_cmd_diagnose)
+
+
+def _add_train_parser(sub) -> None:
+    c = TrainConfig
+    drops = " and ".join(_percent(m, escape=False) for m in c.milestones)
+    p = _add_parser(
+        sub, "train", help="train with the ResNet paper's recipe; resumes after a crash",
+        description=f"Train a preset with the ResNet paper's recipe (SGD, momentum {c.momentum:g}, lr "
+        f"{PAPER_LR:g} per {PAPER_BATCH_SIZE} images, weight decay {c.weight_decay:g}, rate / 10 at {drops}). "
+        "Writes model.keras (best by validation accuracy), history.csv, curves.png and metrics.json into "
+        "--out; the same command after a crash continues from the last finished epoch.",
+    )
+    p.add_argument("--model", default="resnet20", help="a preset name (default: resnet20)")
+    p.add_argument("--dataset", default=DIGITS,
+                   help="digits (offline, default), a TFDS name (cifar10, mnist, ... or tfds:NAME), or an image folder")
+    p.add_argument("--out", required=True, help="the run's folder")
+    p.add_argument("--epochs", type=int, help=f"{_epochs_help(DEFAULT_EPOCHS)} (the paper's)")
+    p.add_argument("--batch-size", type=int, help=f"global batch size (default {PAPER_BATCH_SIZE})")
+    p.add_argument("--lr", type=float, help=LR_HELP)
+    p.add_argument("--momentum", type=float, default=c.momentum, help=f"SGD momentum (default {c.momentum:g})")
+    p.add_argument("--nesterov", action="store_true", default=c.nesterov, help="Nesterov momentum")
+    p.add_argument("--weight-decay", type=float, default=c.weight_decay,
+                   help=f"coupled L2 weight decay (default {c.weight_decay:g})")
+    p.add_argument("--schedule", choices=SCHEDULES, default=c.schedule, help=f"learning-rate schedule (default {c.schedule})")
+    p.add_argument("--warmup-steps", type=int,
+                   help=f"steps at lr / 10 first (default min({MAX_WARMUP_STEPS}, {_percent(WARMUP_FRACTION)} of training))")
+    p.add_argument("--label-smoothing", type=float, default=c.label_smoothing, help=f"default {c.label_smoothing:g}")
+    p.add_argument("--image-size", type=int, help=f"resize images (default: {DIGITS_IMAGE_SIZE} for digits, native otherwise)")
+    p.add_argument("--validation-split", type=float,
+                   help=f"fraction of training images for validation (default {DEFAULT_VALIDATION_SPLIT:g})")
+    p.add_argument("--no-augment", action="store_true", help="no pad-and-crop or flips")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=c.flip,
+                   help="random horizontal flips (default: per dataset; never for digits)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--seed", type=int, default=c.seed, help=f"seeds weights, shuffling and augmentation (default {c.seed})")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=c.mixed_precision,
+                   help="default: on for GPUs with compute capability >= 7, off on CPU")
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=c.jit_compile,
+                   help="XLA (default: on for one GPU, off on CPU)")
+    p.add_argument("--steps-per-execution", type=int, help="default: up to 32 for small models on GPUs, else 1")
+    p.add_argument("--strategy", choices=STRATEGIES, default=c.strategy,
+                   help="default: multi_worker with TF_CONFIG, mirrored with several GPUs")
+    p.add_argument("--tensorboard", action="store_true", default=c.tensorboard, help="write TensorBoard logs to OUT/logs")
+    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1,
+                   help="Keras output: 0 none, 1 progress bars (default), 2 one line per epoch")
+    add_model_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_export_parser(sub) -> None:
+    p = _add_parser(
+        sub, "export", help="write a SavedModel (TF Serving layout) and TFLite files, verified",
+        description="Export a trained .keras model to BASE/NAME/VERSION/ (SavedModel with class names and "
+        "warm-up requests) and BASE/NAME/tflite/NAME_VERSION_QUANT.tflite, verify every artifact against "
+        "the Keras model, keep what passes and write BASE/NAME/export_report.json. Exit status 1 when "
+        "an artifact fails its check.",
+    )
+    io_types, samples = defaults.INT8_IO_TYPES, defaults.DEFAULT_CALIBRATION_SAMPLES
+    p.add_argument("model", help="the .keras file (raw pixels in, probabilities out)")
+    p.add_argument("--name", required=True, help="the served model's name (the folder under --base)")
+    p.add_argument("--base", default=defaults.MODEL_BASE, help=f"model base folder (default {defaults.MODEL_BASE})")
+    p.add_argument("--export-version", type=int, metavar="N", help="the integer version to write (default: the next free one)")
+    p.add_argument("--tflite", nargs="+", choices=defaults.QUANTIZATIONS, metavar="QUANT",
+                   help=f"TFLite variants: any of {_listed(defaults.QUANTIZATIONS)} (default: none)")
+    p.add_argument("--int8-io", choices=io_types, default=io_types[0], metavar="TYPE",
+                   help=f"input/output type of the int8 file: {', '.join(io_types)} (default {io_types[0]})")
+    p.add_argument("--dataset", help="dataset for int8 calibration (train split) and verification (test split), e.g. digits")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--calibration-samples", type=int, default=samples, metavar="N",
+                   help=f"training images that calibrate int8 (default {samples})")
+    p.add_argument("--keep-failed", action="store_true", help="keep failed artifacts under a .failed name")
+    p.set_defaults(func=_cmd_export)
+
+
+def _add_serve_parser(sub) -> None:
+    p = _add_parser(
+        sub, "serve", help="serve exported models over TF Serving's REST API",
+        description="Serve the SavedModels under BASE (BASE/NAME/VERSION/) at /v1/models/NAME[:predict], "
+        "speaking TF Serving's REST API.",
+    )
+    port, body_mb, policies = defaults.DEFAULT_PORT, defaults.DEFAULT_MAX_BODY_BYTES // 2**20, defaults.VERSION_POLICIES
+    p.add_argument("base", nargs="?", default=defaults.MODEL_BASE, help=f"model base folder (default {defaults.MODEL_BASE})")
+    p.add_argument("--port", type=int, default=port, help=f"TCP port (default {port}, TF Serving's REST port; 0 picks one)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--max-body-mb", type=int, default=body_mb, help=f"larger request bodies get 413 (default {body_mb})")
+    p.add_argument("--version-policy", choices=policies, default=policies[0],
+                   help=f"which versions of each model to load: all of them or the latest (default {policies[0]})")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _add_tune_parser(sub) -> None:
+    from keras_resnet.pipeline import SEARCH_EXPORT_NAME
+
+    p = _add_parser(
+        sub, "tune", help="KerasTuner search over depth, shortcut type and more; resumable",
+        description="Search ResNet depth x shortcut type x block version (and optionally width, zero-init, "
+        "learning rate, weight decay, batch size) with KerasTuner. Writes OUT/trials.csv, trials.json, "
+        "search.png and best_model.keras (the best configuration retrained with the full budget). "
+        "Rerunning with the same --out resumes. For several machines set KERASTUNER_TUNER_ID, "
+        "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT (see the README).",
+    )
+    tuners, epochs, factor = defaults.TUNERS, defaults.SEARCH_EPOCHS, defaults.HYPERBAND_FACTOR
+    c = TrainConfig
+    p.add_argument("--dataset", default=DIGITS, help="digits (default), a TFDS name, or an image folder")
+    p.add_argument("--out", required=True, help="the search's folder")
+    p.add_argument("--tuner", choices=tuners, default=tuners[0], help=f"default {tuners[0]}")
+    p.add_argument("--max-epochs", type=int, default=epochs,
+                   help=f"Hyperband's largest budget; epochs per trial otherwise (default {epochs})")
+    p.add_argument("--max-trials", type=int, help="trials for bayesian/random/grid (default: the space's size)")
+    p.add_argument("--factor", type=int, default=factor, help=f"Hyperband's reduction factor (default {factor})")
+    p.add_argument("--style", choices=STYLES, default=STYLES[0], help=f"default {STYLES[0]}")
+    p.add_argument("--depths", type=int, nargs="+",
+                   help=f"depth choices (default {_listed(defaults.CIFAR_DEPTHS)} for cifar, every depth for imagenet)")
+    p.add_argument("--shortcuts", nargs="+", default=list(SHORTCUTS), help=f"shortcut choices (default: {_listed(SHORTCUTS)})")
+    p.add_argument("--block-versions", nargs="+", choices=VERSIONS, default=list(VERSIONS),
+                   help=f"block versions to search (default {_listed(VERSIONS)})")
+    p.add_argument("--widths", type=float, nargs="+", help="width-multiplier choices (default: not searched)")
+    p.add_argument("--zero-init", action="store_true", help="also search zero_init_residual")
+    p.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search the learning rate (log scale)")
+    p.add_argument("--wd-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search weight decay (log scale)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", help="batch-size choices (default: not searched)")
+    p.add_argument("--batch-size", type=int, help=f"the fixed batch size (default {PAPER_BATCH_SIZE})")
+    p.add_argument("--image-size", type=int, help=f"resize images (default: {DIGITS_IMAGE_SIZE} for digits)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--seed", type=int, default=c.seed, help=f"default {c.seed}")
+    p.add_argument("--distribution", choices=defaults.SEARCH_DISTRIBUTIONS, help="spread each trial over the visible GPUs")
+    p.add_argument("--no-retrain", action="store_true", help="skip retraining the best configuration")
+    p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    p.add_argument("--top", type=int, default=10, help="trials to print (default 10)")
+    p.add_argument("--export", action="store_true",
+                   help=f"export the best model (SavedModel + {len(defaults.QUANTIZATIONS)} TFLite files), verified")
+    p.add_argument("--export-name", default=SEARCH_EXPORT_NAME,
+                   help=f"name under --export-base (default {SEARCH_EXPORT_NAME})")
+    p.add_argument("--export-base", default=defaults.MODEL_BASE, help=f"default {defaults.MODEL_BASE}")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity (default 1)")
+    p.set_defaults(func=_cmd_tune)
+
+
+def _add_degradation_parser(sub) -> None:
+    from keras_resnet.experiments import degradation
+
+    depths, shortcut, version = (_default(degradation, k) for k in ("depths", "shortcut", "version"))
+    p = _add_parser(
+        sub, "degradation", help="plain nets against ResNets of growing depth (the ResNet paper's Figure 6)",
+        description="Train each depth as a plain net and as a ResNet with the same recipe, data and seed; "
+        "write OUT/results.json, results.csv, degradation.png (training error per epoch) and the "
+        "trained nets' residual responses (responses.json, responses.png; Figure 7). Finished runs "
+        "in OUT/runs/ are reused: rerun the same command to resume.",
+    )
+    p.add_argument("--depths", type=int, nargs="+", default=depths, help=f"6n+2 depths (default {_listed(depths)})")
+    p.add_argument("--shortcut", default=shortcut, help=f"the ResNets' shortcut: {_shortcut_help(exclude=('none',))} (default {shortcut})")
+    p.add_argument("--block-version", choices=VERSIONS, default=version, help=f"the ResNets' block version (default {version})")
+    p.add_argument("--no-responses", action="store_true", help="skip measuring the residual responses")
+    _add_experiment_arguments(p, degradation)
+    p.set_defaults(func=_cmd_degradation)
+
+
+def _add_shortcuts_parser(sub) -> None:
+    from keras_resnet.experiments import compare_shortcuts
+
+    depth, shortcuts, versions = (_default(compare_shortcuts, k) for k in ("depth", "shortcuts", "versions"))
+    p = _add_parser(
+        sub, "shortcuts", help="shortcut types (and block versions) at one depth (the ResNet paper's Table 3)",
+        description="Train one depth with each shortcut type (identity/A, projection/B, full_projection/C, "
+        "none) and each of --block-versions, with the same recipe, data and seed; write OUT/results.json, "
+        "results.csv and shortcuts.png (final training and test error). Rerun to resume.",
+    )
+    p.add_argument("--depth", type=int, default=depth, help=f"a 6n+2 depth (default {depth})")
+    p.add_argument("--shortcuts", nargs="+", default=shortcuts, help=f"default: {_listed(shortcuts)}")
+    p.add_argument("--block-versions", nargs="+", choices=VERSIONS, default=versions,
+                   help=f"block versions of the nets with shortcuts (default {_listed(versions)})")
+    _add_experiment_arguments(p, compare_shortcuts)
+    p.set_defaults(func=_cmd_shortcuts)
+
+
+def _add_demo_parser(sub) -> None:
+    from keras_resnet.pipeline import demo
+
+    out, base, name, seed, verbose = (_default(demo, k) for k in ("out", "base", "name", "seed", "verbose"))
+    p = _add_parser(
+        sub, "demo", help="the whole pipeline on the offline digits: search, train, export, verify",
+        description="A grid search over depth x shortcut type on scikit-learn's digits, the best "
+        f"configuration retrained with the paper's recipe, exported to a SavedModel and "
+        f"{len(defaults.QUANTIZATIONS)} TFLite files, each verified against the Keras model. About 5 "
+        "minutes on 2 CPU cores.",
+    )
+    p.add_argument("--out", default=out, help=f"search and training folder (default {out})")
+    p.add_argument("--base", default=base, help=f"export base folder (default {base})")
+    p.add_argument("--name", default=name, help=f"exported model name (default {name})")
+    p.add_argument("--seed", type=int, default=seed, help=f"default {seed}")
+    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run, as the tests do)")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=2, help="Keras verbosity (default 2)")
+    p.set_defaults(func=_cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,185 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("summary", help="print a model's layers, parameters and multiply-adds")
-    p.add_argument("model", help="a preset name, e.g. resnet20, plain56, resnet50")
-    p.add_argument("--expand", action="store_true", help="expand the blocks' inner layers")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_summary)
-
-    p = sub.add_parser("presets", help="list the named variants")
-    p.add_argument("--count", action="store_true", help="build each one and show parameters and multiply-adds")
-    p.set_defaults(func=_cmd_presets)
-
-    p = sub.add_parser(
-        "diagnose",
-        help="measure identity closeness, gradient norms and response std per residual block",
-        description="Per residual block: ||F(x)||/||x|| and cosine(output, input), the loss-gradient "
-        "norm at the block's input, and the std of F(x) (the ResNet paper's Figure 7); a preset is "
-        "compared with its plain twin (shortcut='none', same initial weights).",
-    )
-    p.add_argument("model", help="a preset name (e.g. resnet110) or the path of a .keras file")
-    p.add_argument("--batch", type=int, default=32, help="images in the measured batch (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the data (default 0)")
-    p.add_argument("--dataset", choices=("random", "digits"), default="random", help="random images (default) or the digits")
-    p.add_argument("--bn-stats", choices=("auto", "batch", "moving"), default="auto",
-                   help="BatchNorm on batch or moving statistics; auto: batch for a fresh preset, moving for a file")
-    p.add_argument("--no-plain", action="store_true", help="skip the plain twin")
-    p.add_argument("--out", default=os.path.join("runs", "diagnose"), help="folder for diagnostics.json and .png (default runs/diagnose)")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_diagnose)
-
-    p = sub.add_parser(
-        "train", help="train with the ResNet paper's recipe; resumes after a crash",
-        description="Train a preset with the ResNet paper's recipe (SGD, momentum 0.9, lr 0.1 per 128 "
-        "images, weight decay 1e-4, rate / 10 at 50%% and 75%%). Writes model.keras (best by "
-        "validation accuracy), history.csv, curves.png and metrics.json into --out; the same "
-        "command after a crash continues from the last finished epoch.",
-    )
-    p.add_argument("--model", default="resnet20", help="a preset name (default: resnet20)")
-    p.add_argument("--dataset", default="digits",
-                   help="digits (offline, default), a TFDS name (cifar10, mnist, ... or tfds:NAME), or an image folder")
-    p.add_argument("--out", required=True, help="the run's folder")
-    p.add_argument("--epochs", type=int, help="default: 30 for digits, 182 otherwise (the paper's)")
-    p.add_argument("--batch-size", type=int, help="global batch size (default 128)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1 * batch size / 128)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="coupled L2 weight decay (default 1e-4)")
-    p.add_argument("--schedule", choices=("step", "cosine"), default="step", help="learning-rate schedule (default step)")
-    p.add_argument("--warmup-steps", type=int, help="steps at lr / 10 first (default min(400, 5%% of training))")
-    p.add_argument("--label-smoothing", type=float, default=0.0, help="default 0")
-    p.add_argument("--image-size", type=int, help="resize images (default: 16 for digits, native otherwise)")
-    p.add_argument("--validation-split", type=float, help="fraction of training images for validation (default 0.1)")
-    p.add_argument("--no-augment", action="store_true", help="no pad-and-crop or flips")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips (default: per dataset; never for digits)")
-    p.add_argument("--data-dir", help="TFDS data directory")
-    p.add_argument("--seed", type=int, default=0, help="seeds weights, shuffling and augmentation (default 0)")
-    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on for GPUs with compute capability >= 7, off on CPU")
-    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="XLA (default: on for one GPU, off on CPU)")
-    p.add_argument("--steps-per-execution", type=int, help="default: up to 32 for small models on GPUs, else 1")
-    p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
-                   help="default: multi_worker with TF_CONFIG, mirrored with several GPUs")
-    p.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs to OUT/logs")
-    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
-    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1,
-                   help="Keras output: 0 none, 1 progress bars (default), 2 one line per epoch")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser(
-        "export", help="write a SavedModel (TF Serving layout) and TFLite files, verified",
-        description="Export a trained .keras model to BASE/NAME/VERSION/ (SavedModel with class names and "
-        "warm-up requests) and BASE/NAME/tflite/NAME_VERSION_QUANT.tflite, verify every artifact against "
-        "the Keras model, keep what passes and write BASE/NAME/export_report.json. Exit status 1 when "
-        "an artifact fails its check.",
-    )
-    p.add_argument("model", help="the .keras file (raw pixels in, probabilities out)")
-    p.add_argument("--name", required=True, help="the served model's name (the folder under --base)")
-    p.add_argument("--base", default="saved_models", help="model base folder (default saved_models)")
-    p.add_argument("--version", dest="export_version", type=int, metavar="N", help="integer version (default: the next free one)")
-    p.add_argument("--tflite", nargs="+", metavar="QUANT", help="TFLite variants: float32 float16 dynamic int8")
-    p.add_argument("--int8-io", default="float32", metavar="TYPE", help="input/output type of the int8 file: float32 (default), int8 or uint8")
-    p.add_argument("--dataset", help="dataset for int8 calibration (train split) and verification (test split), e.g. digits")
-    p.add_argument("--data-dir", help="TFDS data directory")
-    p.add_argument("--calibration-samples", type=int, default=500, metavar="N", help="training images that calibrate int8 (default 500)")
-    p.add_argument("--keep-failed", action="store_true", help="keep failed artifacts under a .failed name")
-    p.set_defaults(func=_cmd_export)
-
-    p = sub.add_parser(
-        "serve", help="serve exported models over TF Serving's REST API",
-        description="Serve the SavedModels under BASE (BASE/NAME/VERSION/) at /v1/models/NAME[:predict], "
-        "speaking TF Serving's REST API.",
-    )
-    p.add_argument("base", nargs="?", default="saved_models", help="model base folder (default saved_models)")
-    p.add_argument("--port", type=int, default=8501, help="TCP port (default 8501, TF Serving's REST port; 0 picks one)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--max-body-mb", type=int, default=32, help="larger request bodies get 413 (default 32)")
-    p.add_argument("--versions", choices=("all", "latest"), default="all", help="serve every version (default) or the latest")
-    p.set_defaults(func=_cmd_serve)
-
-    p = sub.add_parser(
-        "tune", help="KerasTuner search over depth, shortcut type and more; resumable",
-        description="Search ResNet depth x shortcut type x version (and optionally width, zero-init, "
-        "learning rate, weight decay, batch size) with KerasTuner. Writes OUT/trials.csv, trials.json, "
-        "search.png and best_model.keras (the best configuration retrained with the full budget). "
-        "Rerunning with the same --out resumes. For several machines set KERASTUNER_TUNER_ID, "
-        "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT (see the README).",
-    )
-    p.add_argument("--dataset", default="digits", help="digits (default), a TFDS name, or an image folder")
-    p.add_argument("--out", required=True, help="the search's folder")
-    p.add_argument("--tuner", choices=("hyperband", "bayesian", "random", "grid"), default="hyperband")
-    p.add_argument("--max-epochs", type=int, default=9, help="Hyperband's largest budget; epochs per trial otherwise (default 9)")
-    p.add_argument("--max-trials", type=int, help="trials for bayesian/random/grid (default: the space's size)")
-    p.add_argument("--factor", type=int, default=3, help="Hyperband's reduction factor (default 3)")
-    p.add_argument("--style", choices=("cifar", "imagenet"), default="cifar")
-    p.add_argument("--depths", type=int, nargs="+", help="depth choices (default 20 32 44 56 110 for cifar)")
-    p.add_argument("--shortcuts", nargs="+", help="shortcut choices (default: identity projection full_projection none)")
-    p.add_argument("--versions", nargs="+", help="v1 and/or v2 (default both)")
-    p.add_argument("--widths", type=float, nargs="+", help="width-multiplier choices (default: not searched)")
-    p.add_argument("--zero-init", action="store_true", help="also search zero_init_residual")
-    p.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search the learning rate (log scale)")
-    p.add_argument("--wd-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search weight decay (log scale)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", help="batch-size choices (default: not searched)")
-    p.add_argument("--batch-size", type=int, help="the fixed batch size (default 128)")
-    p.add_argument("--image-size", type=int, help="resize images (default: 16 for digits)")
-    p.add_argument("--data-dir", help="TFDS data directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--distribution", choices=("mirrored",), help="spread each trial over the visible GPUs")
-    p.add_argument("--no-retrain", action="store_true", help="skip retraining the best configuration")
-    p.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
-    p.add_argument("--top", type=int, default=10, help="trials to print (default 10)")
-    p.add_argument("--export", action="store_true", help="export the best model (SavedModel + 4 TFLite files)")
-    p.add_argument("--export-name", default="resnet_search", help="name under --export-base (default resnet_search)")
-    p.add_argument("--export-base", default="saved_models", help="default saved_models")
-    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity (default 1)")
-    p.set_defaults(func=_cmd_tune)
-
-    p = sub.add_parser(
-        "degradation", help="plain nets against ResNets of growing depth (the ResNet paper's Figure 6)",
-        description="Train each depth as a plain net and as a ResNet with the same recipe, data and seed; "
-        "write OUT/results.json, results.csv, degradation.png (training error per epoch) and the "
-        "trained nets' residual responses (responses.json, responses.png; Figure 7). Finished runs "
-        "in OUT/runs/ are reused: rerun the same command to resume.",
-    )
-    p.add_argument("--depths", type=int, nargs="+", default=[20, 32, 44, 56], help="6n+2 depths (default 20 32 44 56)")
-    p.add_argument("--shortcut", default="identity", help="the ResNets' shortcut: identity (A, default), projection (B), full_projection (C)")
-    p.add_argument("--version", dest="resnet_version", default="v1", metavar="{v1,v2}", help="the ResNets' block version (default v1)")
-    p.add_argument("--no-responses", action="store_true", help="skip measuring the residual responses")
-    _add_experiment_arguments(p)
-    p.set_defaults(func=_cmd_degradation)
-
-    p = sub.add_parser(
-        "shortcuts", help="shortcut types (and versions) at one depth (the ResNet paper's Table 3)",
-        description="Train one depth with each shortcut type (identity/A, projection/B, full_projection/C, "
-        "none) and each --versions, with the same recipe, data and seed; write OUT/results.json, "
-        "results.csv and shortcuts.png (final training and test error). Rerun to resume.",
-    )
-    p.add_argument("--depth", type=int, default=32, help="a 6n+2 depth (default 32)")
-    p.add_argument("--shortcuts", nargs="+", default=["identity", "projection", "full_projection", "none"],
-                   help="default: identity projection full_projection none")
-    p.add_argument("--versions", nargs="+", default=["v1"], help="block versions of the nets with shortcuts (default v1)")
-    _add_experiment_arguments(p)
-    p.set_defaults(func=_cmd_shortcuts)
-
-    p = sub.add_parser(
-        "demo", help="the whole pipeline on the offline digits: search, train, export, verify",
-        description="A grid search over depth x shortcut type on scikit-learn's digits, the best "
-        "configuration retrained with the paper's recipe, exported to a SavedModel and four TFLite "
-        "files, each verified against the Keras model. About 5 minutes on 2 CPU cores.",
-    )
-    p.add_argument("--out", default="runs/demo", help="search and training folder (default runs/demo)")
-    p.add_argument("--base", default="saved_models", help="export base folder (default saved_models)")
-    p.add_argument("--name", default="digits_resnet", help="exported model name (default digits_resnet)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run, as the tests do)")
-    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=2, help="Keras verbosity (default 2)")
-    p.set_defaults(func=_cmd_demo)
-
+    for add in (_add_summary_parser, _add_presets_parser, _add_diagnose_parser, _add_train_parser,
+                _add_export_parser, _add_serve_parser, _add_tune_parser, _add_degradation_parser,
+                _add_shortcuts_parser, _add_demo_parser):
+        add(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from keras_resnet import fileio
 from keras_resnet.blocks import ResidualBlock
+from keras_resnet.defaults import BN_STATISTICS, DIAGNOSIS_DATASETS
 from keras_resnet.validation import check_choice, check_int
 
 # ---- running the chain ------------------------------------------------------------------
@@ -144,7 +145,7 @@ def _measure(model, x, training: bool) -> list[dict]:
             h, y = h.numpy(), y.numpy()
             if h.shape == y.shape:
                 ref, kind = h, "input"
-            elif block._shortcut_kind != "none":
+            elif block.resolved_shortcut != "none":
                 ref, kind = block.shortcut_branch(h, training=training).numpy(), "shortcut"
             else:  # what option A's parameter-free shortcut would carry: subsample, zero-pad
                 ref = h[:, :: block.strides, :: block.strides, : y.shape[-1]]
@@ -518,8 +519,8 @@ def run_diagnosis(
     """
     from keras_resnet.models import ResNet
 
-    check_choice("dataset", dataset, ("random", "digits"), "'random' or 'digits'")
-    check_choice("bn_stats", bn_stats, ("auto", "batch", "moving"), "'auto', 'batch' or 'moving'")
+    check_choice("dataset", dataset, DIAGNOSIS_DATASETS)
+    check_choice("bn_stats", bn_stats, BN_STATISTICS)
     check_int("batch", batch, 1)
     check_int("seed", seed, 0)
     is_file = str(model).endswith(".keras")

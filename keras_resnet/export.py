@@ -33,6 +33,7 @@ import tensorflow as tf
 
 import keras_resnet.models  # noqa: F401  (registers the package's classes for load_model)
 from keras_resnet import fileio
+from keras_resnet.defaults import DEFAULT_CALIBRATION_SAMPLES
 from keras_resnet.litert import (
     INT8_IO_TYPES,
     QUANTIZATIONS,
@@ -56,7 +57,6 @@ REPORT_FILE = "export_report.json"
 TFLITE_DIR = "tflite"
 FAILED_SUFFIX = ".failed"
 DEFAULT_TOP_K = 5
-DEFAULT_CALIBRATION_SAMPLES = 500
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION_DIR = re.compile(r"^([0-9]+)(?:\.failed)?$")
@@ -134,7 +134,8 @@ def _check_probabilities(model: keras.Model, shape) -> None:
                          f"{model.name!r} gave rows summing to {p.sum(axis=-1).round(4).tolist()}")
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """Returns ``name`` if it can name a served model (a folder under the base); else ValueError."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"name must be letters, digits, '_', '.' or '-', starting with a letter or digit; "
                          f"received name={name!r}")
@@ -409,7 +410,7 @@ def export_saved_model(
     '1'
     """
     shape = image_shape(model)
-    name = _check_name(model.name if name is None else name)
+    name = check_name(model.name if name is None else name)
     check_int("version", version, 1, optional=True, none_means="the next free one")
     top_k = check_int("top_k", top_k, 1)
     check_bool("warmup", warmup)
@@ -560,7 +561,7 @@ def export_all(
     """
     # ---- everything is validated before the first file is written ----
     shape = image_shape(model)
-    name = _check_name(model.name if name is None else name)
+    name = check_name(model.name if name is None else name)
     check_int("version", version, 1, optional=True, none_means="the next free one")
     check_type("tflite", tflite, (list, tuple), f"a list of quantizations (any of {', '.join(QUANTIZATIONS)})")
     tflite = list(dict.fromkeys(tflite))

@@ -16,10 +16,8 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
+from keras_resnet.defaults import INT8_IO_TYPES, QUANTIZATIONS  # noqa: F401 - importable from here
 from keras_resnet.validation import check_choice, check_int
-
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-INT8_IO_TYPES = ("float32", "int8", "uint8")
 
 _BUILTIN_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 # The converter reports unsupported ops in these forms (TF 2.21's MLIR converter).

@@ -13,7 +13,15 @@ import keras
 
 from keras_resnet.blocks import BLOCKS, ResidualBlock, conv_macs
 from keras_resnet.layers import FusedBatchNormalization
-from keras_resnet.presets import BLOCK_TYPES, PRESETS, normalize_shortcut, normalize_version
+from keras_resnet.presets import (  # noqa: F401 - the depth rules' tables, importable from here too
+    CONVS_PER_BLOCK,
+    IMAGENET_DEPTHS,
+    PRESETS,
+    STYLES,
+    normalize_shortcut,
+    normalize_version,
+    stage_layout,
+)
 from keras_resnet.validation import (
     check_bool,
     check_choice,
@@ -27,61 +35,11 @@ from keras_resnet.validation import (
 )
 from keras_resnet.weights import check_weights, load_weights
 
-STYLES = ("cifar", "imagenet")
 POOLINGS = (None, "avg", "max")
-
-# ImageNet-style depth -> (block type, blocks per stage); ResNet paper, Table 1, plus the
-# pre-activation paper's ResNet-200.
-IMAGENET_DEPTHS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-    200: ("bottleneck", (3, 24, 36, 3)),
-}
 STAGE_FILTERS = {"cifar": (16, 32, 64), "imagenet": (64, 128, 256, 512)}
 STEM_FILTERS = {"cifar": 16, "imagenet": 64}
 DEFAULT_SIZE = {"cifar": 32, "imagenet": 224}
-CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
 _ARCHITECTURE_KEYS = {"depth", "style", "shortcut", "version", "block", "stage_blocks"}
-
-
-
-def _resolve_stages(depth, style, block, stage_blocks):
-    """Returns (block type, blocks per stage, depth) after validating the combination."""
-    check_choice("block", block, (*BLOCK_TYPES, None), "'basic', 'bottleneck' or None (the style's default)")
-    if stage_blocks is not None:
-        stage_blocks = check_ints("stage_blocks", stage_blocks, 1)
-        block = block or ("basic" if style == "cifar" or sum(stage_blocks) <= 16 else "bottleneck")
-        return block, stage_blocks, CONVS_PER_BLOCK[block] * sum(stage_blocks) + 2
-    depth = check_int("depth", depth)
-    if style == "imagenet":
-        if depth not in IMAGENET_DEPTHS:
-            raise ValueError(
-                f"depth must be one of {sorted(IMAGENET_DEPTHS)} for ImageNet-style ResNets; "
-                f"received depth={depth}"
-            )
-        default_block, blocks = IMAGENET_DEPTHS[depth]
-        if block is not None and block != default_block:
-            raise ValueError(
-                f"ImageNet-style ResNet-{depth} uses {default_block} blocks; received block={block!r} "
-                "(pass stage_blocks=... to build a custom network)"
-            )
-        return default_block, blocks, depth
-    block = block or "basic"
-    per = 3 * CONVS_PER_BLOCK[block]  # three stages
-    if depth < per + 2 or (depth - 2) % per:
-        valid = ", ".join(str(per * n + 2) for n in ((1, 2, 3, 5, 7, 9, 18, 200) if per == 6 else (1, 2, 6, 12, 18, 111)))
-        hint = ""
-        if block == "basic" and depth > 2 and (depth - 2) % 9 == 0:
-            hint = f"; depth {depth} is 9n+2: pass block='bottleneck'"
-        raise ValueError(
-            f"depth must be {per // 3 * 3}n+2 for CIFAR-style ResNets with {block} blocks "
-            f"({valid}, ...); received depth={depth}{hint}"
-        )
-    n = (depth - 2) // per
-    return block, (n, n, n), depth
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -169,10 +127,9 @@ class ResNet(keras.Model):
         **kwargs,
     ):
         # ---- validate everything before a single layer is built ----
-        check_choice("style", style, STYLES, "'cifar' or 'imagenet'")
+        block, blocks, actual_depth = stage_layout(depth, style, block, stage_blocks)
         version = normalize_version(version)
         shortcut = normalize_shortcut(shortcut)
-        block, blocks, actual_depth = _resolve_stages(depth, style, block, stage_blocks)
         n_stages = len(blocks)
         if stage_filters is None:
             base = STAGE_FILTERS[style]
@@ -276,7 +233,7 @@ class ResNet(keras.Model):
         """One row per block: name, type, kind (identity or convolutional block), shapes."""
         rows = []
         for layer in self.residual_blocks:
-            kind = layer._shortcut_kind
+            kind = layer.resolved_shortcut
             rows.append(
                 {
                     "block": layer.name,

@@ -1,9 +1,11 @@
 """The end-to-end job: search, train the best, export, verify; and exporting a trained model.
 
 :func:`export_trained` exports a trained ``.keras`` model with a dataset's training images for
-int8 calibration and its test split for verification; :func:`demo` is ``make demo``: a short
-search over depth x shortcut type on the offline digits, the best configuration trained with
-the full recipe, exported to a SavedModel and the four TFLite flavours, each verified.
+int8 calibration and its test split for verification; :func:`tune_and_export` searches
+(:func:`keras_resnet.tuning.search`, which retrains the best configuration) and exports that
+model; :func:`demo` is ``make demo``: :func:`tune_and_export` with a short search over depth x
+shortcut type on the offline digits, exported to a SavedModel and the four TFLite
+quantizations, each verified.
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-TFLITE_FLAVOURS = ("float32", "float16", "dynamic", "int8")
+from keras_resnet.defaults import DEFAULT_CALIBRATION_SAMPLES, MODEL_BASE, QUANTIZATIONS
+
+SEARCH_EXPORT_NAME = "resnet_search"  # what tune_and_export names the exported model by default
 
 
 def export_trained(
     model,
     name: str,
     *,
-    base: str | os.PathLike = "saved_models",
+    base: str | os.PathLike = MODEL_BASE,
     version: int | None = None,
-    tflite: Sequence[str] = TFLITE_FLAVOURS,
+    tflite: Sequence[str] = QUANTIZATIONS,
     dataset: str | None = "digits",
     data_dir: str | None = None,
     int8_io: str = "float32",
     keep_failed: bool = False,
-    calibration_samples: int = 500,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     thresholds: dict | None = None,
 ) -> list[dict]:
     """Exports a trained model and verifies every artifact against it.
@@ -39,7 +43,8 @@ def export_trained(
         name: the served model's name (``base/name/version/``).
         base: the model base folder.
         version: integer version; default the next free one.
-        tflite: TFLite flavours among ``float32``, ``float16``, ``dynamic``, ``int8``.
+        tflite: TFLite quantizations, any of :data:`keras_resnet.litert.QUANTIZATIONS`
+            (default all four: ``float32``, ``float16``, ``dynamic``, ``int8``).
         dataset: the dataset the model was trained on: its training split calibrates int8 and
             its test split measures accuracy and agreement. None verifies parity on random
             images only (and cannot make int8).
@@ -85,6 +90,64 @@ def export_trained(
     )
 
 
+def tune_and_export(
+    dataset: str = "digits",
+    out: str | os.PathLike = "runs/search",
+    name: str = SEARCH_EXPORT_NAME,
+    *,
+    base: str | os.PathLike = MODEL_BASE,
+    tflite: Sequence[str] = QUANTIZATIONS,
+    **search_kwargs,
+) -> dict:
+    """Searches, retrains the best configuration, and exports and verifies that model.
+
+    :func:`keras_resnet.tuning.search` writes ``out`` (trials, plot, ``best_model.keras``);
+    :func:`export_trained` then exports ``out/best_model.keras`` to ``base/name/<version>/``
+    and the ``tflite`` files, calibrated and verified on ``dataset``. The export name and the
+    quantizations are checked before the search starts. Rerunning resumes the search and the
+    training and exports a new version. In KerasTuner's distributed mode only the chief (the
+    process that retrains) exports; so does nothing when ``retrain=False``.
+
+    Args:
+        dataset: the dataset to search on, calibrate int8 with and verify on.
+        out: the search's folder.
+        name: the exported model's name (the folder under ``base``).
+        base: the model base folder.
+        tflite: TFLite quantizations, any of :data:`keras_resnet.litert.QUANTIZATIONS`.
+        **search_kwargs: :func:`keras_resnet.tuning.search`'s keyword arguments (``tuner``,
+            ``space``, ``config``, ``max_epochs``, ...); ``config.data_dir`` is used for the
+            export's data too.
+
+    Returns:
+        ``{"search": SearchResult, "report": [artifact records] or None (nothing exported),
+        "seconds": {"search and training": s, "export and verification": s}}``.
+
+    Example:
+    >>> # tune_and_export("digits", "runs/search", "resnet_search", tuner="grid", max_epochs=3)
+    """
+    from keras_resnet.export import check_name
+    from keras_resnet.litert import check_choice
+    from keras_resnet.tuning import search
+
+    check_name(name)
+    if isinstance(tflite, str):
+        raise ValueError(f"tflite must be a list of quantizations; received tflite={tflite!r}")
+    for quantization in tflite:
+        check_choice("quantization", quantization, QUANTIZATIONS)
+    config = search_kwargs.get("config")
+    seconds = {}
+    started = time.perf_counter()
+    result = search(dataset, out, **search_kwargs)
+    seconds["search and training"] = time.perf_counter() - started
+    report = None
+    if result.best_model is not None:
+        started = time.perf_counter()
+        report = export_trained(Path(out) / "best_model.keras", name, base=base, tflite=tflite, dataset=dataset,
+                                data_dir=getattr(config, "data_dir", None))
+        seconds["export and verification"] = time.perf_counter() - started
+    return {"search": result, "report": report, "seconds": seconds}
+
+
 @dataclasses.dataclass
 class DemoSettings:
     """The demo's sizes; ``quick()`` gives the settings the test suite runs."""
@@ -103,7 +166,7 @@ class DemoSettings:
 
 def demo(
     out: str | os.PathLike = "runs/demo",
-    base: str | os.PathLike = "saved_models",
+    base: str | os.PathLike = MODEL_BASE,
     name: str = "digits_resnet",
     settings: DemoSettings | None = None,
     seed: int = 0,
@@ -113,12 +176,11 @@ def demo(
 ) -> dict:
     """Search -> train -> export -> verify on the offline digits data.
 
-    A grid search over ``depths x shortcuts x versions`` (every combination once, for
-    ``search_epochs``), the best configuration retrained with the paper's recipe for
-    ``train_epochs`` (:func:`keras_resnet.tuning.search`), then exported to
-    ``base/name/<version>/`` and the four TFLite flavours and verified
-    (:func:`export_trained`). Rerunning resumes the search and the training and exports a new
-    version.
+    :func:`tune_and_export` with a grid search over ``depths x shortcuts x versions`` (every
+    combination once, for ``search_epochs``), the best configuration retrained with the paper's
+    recipe for ``train_epochs``, exported to ``base/name/<version>/`` and the four TFLite
+    quantizations and verified. Rerunning resumes the search and the training and exports a
+    new version.
 
     ``set_global_seed`` and ``freeze_gc`` act on the whole process and are off by default (the
     ``keras-resnet demo`` command turns them on); see :func:`keras_resnet.tuning.search`.
@@ -127,19 +189,11 @@ def demo(
         ``{"search": SearchResult, "report": [artifact records], "seconds": {...}}``.
     """
     from keras_resnet.training import TrainConfig
-    from keras_resnet.tuning import SearchSpace, search
+    from keras_resnet.tuning import SearchSpace
 
     settings = settings or DemoSettings()
     space = SearchSpace(depths=settings.depths, shortcuts=settings.shortcuts, versions=settings.versions).validate()
     config = TrainConfig(image_size=settings.image_size, seed=seed).validate()
-    out = Path(out)
-    seconds = {}
-    started = time.perf_counter()
-    result = search("digits", out, tuner="grid", space=space, config=config, max_epochs=settings.search_epochs,
-                    retrain_epochs=settings.train_epochs, seed=seed, verbose=verbose,
-                    set_global_seed=set_global_seed, freeze_gc=freeze_gc)
-    seconds["search and training"] = time.perf_counter() - started
-    started = time.perf_counter()
-    report = export_trained(out / "best_model.keras", name, base=base, dataset="digits")
-    seconds["export and verification"] = time.perf_counter() - started
-    return {"search": result, "report": report, "seconds": seconds}
+    return tune_and_export("digits", out, name, base=base, tuner="grid", space=space, config=config,
+                           max_epochs=settings.search_epochs, retrain_epochs=settings.train_epochs, seed=seed,
+                           verbose=verbose, set_global_seed=set_global_seed, freeze_gc=freeze_gc)

@@ -1,20 +1,37 @@
-"""The table of named variants (preset name -> ``ResNet`` arguments) and the paper's names.
+"""The table of named variants (preset name -> ``ResNet`` arguments), the paper's names and
+the rules of which depths a style allows.
 
-Plain data with no TensorFlow import, so the command line and the experiments can check names
-at once. Variants are
-data (as timm's ``model_args``): ``ResNet.from_preset(name, **overrides)`` builds
-``ResNet(**{**PRESETS[name], **overrides})``.
+Plain data and functions with no TensorFlow import, so the command line, the experiments and
+the search can check names and depths at once; :class:`keras_resnet.models.ResNet` applies
+the same rules. Variants are data (as timm's ``model_args``):
+``ResNet.from_preset(name, **overrides)`` builds ``ResNet(**{**PRESETS[name], **overrides})``.
 """
 
 from __future__ import annotations
 
 import types
 
+from keras_resnet.validation import check_choice, check_int, check_ints
+
 # The paper's names; plain data and functions, so the command line can check them at once.
 SHORTCUTS = ("identity", "projection", "full_projection", "none")
 SHORTCUT_ALIASES = {"A": "identity", "B": "projection", "C": "full_projection"}
 VERSIONS = ("v1", "v2")
 BLOCK_TYPES = ("basic", "bottleneck")
+STYLES = ("cifar", "imagenet")
+
+# ImageNet-style depth -> (block type, blocks per stage); ResNet paper, Table 1, plus the
+# pre-activation paper's ResNet-200.
+IMAGENET_DEPTHS = types.MappingProxyType({
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    200: ("bottleneck", (3, 24, 36, 3)),
+})
+CONVS_PER_BLOCK = types.MappingProxyType({"basic": 2, "bottleneck": 3})
+CIFAR_STAGES = 3
 
 
 def normalize_shortcut(shortcut: str) -> str:
@@ -40,6 +57,67 @@ def normalize_version(version: str) -> str:
     if isinstance(version, str) and version.strip().lower() in VERSIONS:
         return version.strip().lower()
     raise ValueError(f"version must be 'v1' or 'v2'; received version={version!r}")
+
+
+def stage_layout(depth=20, style: str = "cifar", block: str | None = None, stage_blocks=None) -> tuple[str, tuple[int, ...], int]:
+    """The block type, blocks per stage and actual depth of a ResNet; the one depth rule.
+
+    CIFAR style: three stages of n blocks each, so depth is 6n+2 with basic blocks and 9n+2
+    with bottleneck blocks (the stem and the classifier are the "+2"). ImageNet style: the
+    depths of :data:`IMAGENET_DEPTHS` only, each with its own block type. ``stage_blocks``
+    (blocks per stage) overrides ``depth`` for a custom network of either style.
+
+    Args:
+        depth: the network's depth (ignored when ``stage_blocks`` is given).
+        style: ``"cifar"`` or ``"imagenet"``.
+        block: ``"basic"``, ``"bottleneck"`` or None (the style's default for ``depth``).
+        stage_blocks: optional sequence of blocks per stage.
+
+    Returns:
+        ``(block, stage_blocks, depth)``.
+
+    Raises:
+        ValueError: naming the bad value and, for a depth, the ones allowed.
+
+    Example:
+    >>> stage_layout(20)
+    ('basic', (3, 3, 3), 20)
+    >>> stage_layout(50, "imagenet")
+    ('bottleneck', (3, 4, 6, 3), 50)
+    """
+    check_choice("style", style, STYLES, "'cifar' or 'imagenet'")
+    check_choice("block", block, (*BLOCK_TYPES, None), "'basic', 'bottleneck' or None (the style's default)")
+    if stage_blocks is not None:
+        stage_blocks = check_ints("stage_blocks", stage_blocks, 1)
+        block = block or ("basic" if style == "cifar" or sum(stage_blocks) <= 16 else "bottleneck")
+        return block, stage_blocks, CONVS_PER_BLOCK[block] * sum(stage_blocks) + 2
+    depth = check_int("depth", depth)
+    if style == "imagenet":
+        if depth not in IMAGENET_DEPTHS:
+            raise ValueError(
+                f"depth must be one of {sorted(IMAGENET_DEPTHS)} for ImageNet-style ResNets; "
+                f"received depth={depth}"
+            )
+        default_block, blocks = IMAGENET_DEPTHS[depth]
+        if block is not None and block != default_block:
+            raise ValueError(
+                f"ImageNet-style ResNet-{depth} uses {default_block} blocks; received block={block!r} "
+                "(pass stage_blocks=... to build a custom network)"
+            )
+        return default_block, blocks, depth
+    block = block or "basic"
+    per = CIFAR_STAGES * CONVS_PER_BLOCK[block]
+    if depth < per + 2 or (depth - 2) % per:
+        valid = ", ".join(str(per * n + 2) for n in ((1, 2, 3, 5, 7, 9, 18, 200) if per == 6 else (1, 2, 6, 12, 18, 111)))
+        hint = ""
+        if block == "basic" and depth > 2 and (depth - 2) % 9 == 0:
+            hint = f"; depth {depth} is 9n+2: pass block='bottleneck'"
+        raise ValueError(
+            f"depth must be {per}n+2 for CIFAR-style ResNets with {block} blocks "
+            f"({valid}, ...); received depth={depth}{hint}"
+        )
+    n = (depth - 2) // per
+    return block, (n,) * CIFAR_STAGES, depth
 
 
 # keras.applications' ResNet50/101/152 (the original Caffe v1): conv biases, BatchNorm epsilon

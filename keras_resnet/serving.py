@@ -31,13 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet import __version__
+from keras_resnet.defaults import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, VERSION_POLICIES  # noqa: F401 - importable from here
 from keras_resnet.validation import check_bool, check_choice, check_int, check_path, check_type
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8501
-DEFAULT_MAX_BODY_BYTES = 32 * 2**20
-VERSION_POLICIES = ("all", "latest")
 DEFAULT_SIGNATURE = "serving_default"
 
 _ROUTE = re.compile(

@@ -25,7 +25,18 @@ from typing import Any
 import keras_tuner as kt
 
 from keras_resnet import fileio
-from keras_resnet.presets import SHORTCUTS, VERSIONS, normalize_shortcut, normalize_version
+from keras_resnet.defaults import CIFAR_DEPTHS, HYPERBAND_FACTOR, SEARCH_DISTRIBUTIONS, SEARCH_EPOCHS, TUNERS
+from keras_resnet.presets import (
+    CIFAR_STAGES,
+    CONVS_PER_BLOCK,
+    IMAGENET_DEPTHS,
+    SHORTCUTS,
+    STYLES,
+    VERSIONS,
+    normalize_shortcut,
+    normalize_version,
+    stage_layout,
+)
 from keras_resnet.validation import (
     check_bool,
     check_choice,
@@ -37,18 +48,16 @@ from keras_resnet.validation import (
     is_number,
 )
 
-TUNERS = ("hyperband", "bayesian", "random", "grid")
-CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BASE_PRESET = {"cifar": "resnet20", "imagenet": "resnet18"}
 BASELINE = {"depth": {"cifar": 20, "imagenet": 18}, "shortcut": "projection", "version": "v1"}
 
 def valid_depths(style: str, min_depth: int = 0, max_depth: int = 10**6) -> tuple[int, ...]:
-    """The depths a ``style`` allows within bounds (CIFAR: 6n+2 basic blocks; ImageNet: table)."""
-    from keras_resnet.models import IMAGENET_DEPTHS
-
+    """The depths a ``style`` allows within bounds (CIFAR: 6n+2 basic blocks; ImageNet: table),
+    as :func:`keras_resnet.presets.stage_layout` defines them."""
     if style == "imagenet":
         return tuple(d for d in sorted(IMAGENET_DEPTHS) if min_depth <= d <= max_depth)
-    return tuple(d for d in range(8, max_depth + 1, 6) if d >= min_depth)
+    per = CIFAR_STAGES * CONVS_PER_BLOCK["basic"]
+    return tuple(d for d in range(per + 2, max_depth + 1, per) if d >= min_depth)
 
 
 def _choices(name: str, values, normalize) -> tuple:
@@ -88,14 +97,12 @@ class SearchSpace:
 
     def validate(self) -> SearchSpace:
         """Normalises the choices; raises ValueError naming the first bad one. Returns self."""
-        from keras_resnet.models import STYLES, _resolve_stages
-
         check_choice("style", self.style, STYLES, "'cifar' or 'imagenet'")
         depths = self.depths if self.depths is not None else (
             CIFAR_DEPTHS if self.style == "cifar" else valid_depths("imagenet"))
 
         def depth(d):
-            _resolve_stages(d, self.style, None, None)  # raises with the allowed depths
+            stage_layout(d, self.style)  # raises with the allowed depths
             return d
 
         self.depths = tuple(sorted(_choices("depths", depths, depth)))
@@ -266,10 +273,10 @@ def _rebatch(ds, batch_size: int):
     return ds.unbatch().batch(batch_size).prefetch(-1) if hasattr(ds, "unbatch") else ds
 
 
-def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search", max_epochs: int = 9,
+def make_tuner(kind: str, hypermodel, *, directory, project_name: str = "search", max_epochs: int = SEARCH_EPOCHS,
                max_trials: int | None = None, seed: int = 0, objective: str = "val_accuracy",
-               overwrite: bool = False, distribution_strategy=None, factor: int = 3, freeze_gc: bool = False,
-               **kwargs) -> Any:
+               overwrite: bool = False, distribution_strategy=None, factor: int = HYPERBAND_FACTOR,
+               freeze_gc: bool = False, **kwargs) -> Any:
     """Makes a KerasTuner tuner; the same ``directory`` and ``project_name`` resume a search.
 
     Args:
@@ -464,12 +471,12 @@ def search(
     dataset: str = "digits",
     out="runs/search",
     *,
-    tuner: str = "hyperband",
+    tuner: str = TUNERS[0],
     space: SearchSpace | None = None,
     config=None,
-    max_epochs: int = 9,
+    max_epochs: int = SEARCH_EPOCHS,
     max_trials: int | None = None,
-    factor: int = 3,
+    factor: int = HYPERBAND_FACTOR,
     seed: int = 0,
     retrain: bool = True,
     retrain_epochs: int | None = None,
@@ -532,7 +539,7 @@ def search(
     check_bool("retrain", retrain)
     check_int("retrain_epochs", retrain_epochs, 1, optional=True, none_means="max_epochs")
     check_bool("overwrite", overwrite)
-    check_choice("distribution", distribution, (None, "mirrored"), "None or 'mirrored'")
+    check_choice("distribution", distribution, (None, *SEARCH_DISTRIBUTIONS))
     check_choice("verbose", verbose, (0, 1, 2), "0, 1 or 2")
     check_path("out", out, allowed="a folder path")
     check_type("space", space, SearchSpace, "a keras_resnet.tuning.SearchSpace", optional=True)

@@ -421,7 +421,7 @@ DEGRADATION = [
 
         ```
         keras-resnet degradation --dataset cifar10 --depths 20 32 44 56 110 --seeds 0 1 --out runs/degradation-cifar10
-        keras-resnet shortcuts --dataset cifar10 --depth 110 --versions v1 v2 --out runs/shortcuts-cifar10
+        keras-resnet shortcuts --dataset cifar10 --depth 110 --block-versions v1 v2 --out runs/shortcuts-cifar10
         ```
 
         or in Python `experiments.degradation("cifar10", depths=(20, 32, 44, 56, 110), seeds=(0, 1),

@@ -56,7 +56,12 @@ def test_projection_only_where_the_shape_changes():
     change = BasicBlock(8, strides=2, shortcut="B")
     always = BasicBlock(8, shortcut="C")
     x = nonnegative((1, 8, 8, 8))
+    assert same.resolved_shortcut is None  # known once the block is built
     same(x), change(x), always(x)
+    assert (same.resolved_shortcut, change.resolved_shortcut, always.resolved_shortcut) == (
+        "identity", "projection", "projection")
+    with pytest.raises(AttributeError):
+        same.resolved_shortcut = "none"  # read-only
     assert same.shortcut_kind(8) == "identity" and same.is_identity_block
     assert change.shortcut_kind(8) == "projection" and not change.is_identity_block
     assert always.shortcut_kind(8) == "projection"

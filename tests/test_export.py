@@ -393,8 +393,8 @@ def test_cli_export_without_dataset_and_keep_failed(model_file, tmp_path, monkey
         (["export", "{missing}", "--name", "m"], "does not exist"),
         (["export", "{text}", "--name", "m"], "is not a Keras model file"),
         (["export", "{model}", "--name", "m", "--tflite", "int8"], "--tflite int8 needs --dataset"),
-        (["export", "{model}", "--name", "m", "--tflite", "int4"], "received quantization='int4'"),
-        (["export", "{model}", "--name", "m", "--version", "1"], "version 1 already exists"),
+        (["export", "{model}", "--name", "m", "--tflite", "int4"], "argument --tflite: invalid choice: 'int4'"),
+        (["export", "{model}", "--name", "m", "--export-version", "1"], "version 1 already exists"),
         (["serve", "{missing}"], "does not exist"),
     ],
 )

@@ -135,7 +135,7 @@ def test_plain_twin_has_the_same_layers_without_shortcuts():
     resnet = ResNet.from_preset("resnet20", shortcut="B")
     plain = ResNet.from_preset("plain20")
     assert [layer.name for layer in resnet.layers] == [layer.name for layer in plain.layers]
-    assert all(b._shortcut_kind == "none" for b in plain.residual_blocks)
+    assert all(b.resolved_shortcut == "none" for b in plain.residual_blocks)
 
 
 def test_summary_marks_identity_and_convolutional_blocks():
@@ -362,3 +362,19 @@ def test_preset_table_clears_the_session_only_when_asked():
         assert keras.config.dtype_policy().name == "float32"  # clear_session resets it
     finally:
         keras.config.set_dtype_policy("float32")
+def test_stage_layout_is_the_one_depth_rule():
+    from keras_resnet import experiments, presets, tuning
+
+    assert presets.stage_layout(56) == ("basic", (9, 9, 9), 56)
+    assert presets.stage_layout(164, block="bottleneck") == ("bottleneck", (18, 18, 18), 164)
+    assert presets.stage_layout(101, "imagenet") == ("bottleneck", (3, 4, 23, 3), 101)
+    # The model, the search space and the experiments all refuse depth 21 with the same message.
+    message = r"depth must be 6n\+2 for CIFAR-style ResNets with basic blocks .* received depth=21"
+    for check in (lambda: presets.stage_layout(21), lambda: ResNet(depth=21),
+                  lambda: tuning.SearchSpace(depths=[21]).validate(),
+                  lambda: experiments.degradation(depths=(21,), dry_run=True)):
+        with pytest.raises(ValueError, match=message):
+            check()
+    from keras_resnet import models
+
+    assert not hasattr(models, "_resolve_stages")

@@ -31,3 +31,28 @@ def test_export_without_a_dataset_cannot_make_int8(tmp_path):
 
     with pytest.raises(ValueError, match="int8 export needs a dataset"):
         export_trained(tmp_path / "missing.keras", "x", dataset=None, tflite=("int8",))
+
+
+def test_tune_and_export_checks_the_export_before_searching(tmp_path):
+    import pytest
+
+    from keras_resnet.pipeline import tune_and_export
+
+    out = tmp_path / "search"
+    with pytest.raises(ValueError, match=r"received name='bad name'"):
+        tune_and_export("digits", out, "bad name", max_epochs=1)
+    with pytest.raises(ValueError, match=r"unknown quantization 'int4'"):
+        tune_and_export("digits", out, "ok", tflite=("float32", "int4"), max_epochs=1)
+    assert not out.exists()  # nothing was searched
+
+
+def test_tune_command_exports_the_best_model(tmp_path, capsys):
+    out, base = tmp_path / "search", tmp_path / "saved_models"
+    code = cli.main(["tune", "--out", str(out), "--depths", "8", "--image-size", "8", "--max-epochs", "1",
+                     "--tuner", "grid", "--shortcuts", "A", "--block-versions", "v1", "--progress", "0",
+                     "--export", "--export-name", "best", "--export-base", str(base)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    report = json.loads((base / "best" / "export_report.json").read_text())
+    assert [r["format"] for r in report] == ["saved_model", "float32", "float16", "dynamic", "int8"]
+    assert "Exported and verified" in printed and "best configuration retrained" in printed

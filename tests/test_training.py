@@ -77,6 +77,19 @@ def test_defaults_follow_the_paper():
     assert TrainConfig(warmup_steps=0).resolved_warmup(64_000) == 0
 
 
+def test_default_epochs_and_warmup_are_one_rule_with_named_overrides():
+    from keras_resnet import experiments, training
+
+    assert training.default_epochs("digits") == 30 and training.default_epochs("cifar10") == training.PAPER_EPOCHS == 182
+    # The experiments pass their own table and fraction to the same functions.
+    assert training.default_epochs("digits", experiments.EXPERIMENT_EPOCHS) == 20
+    assert training.default_epochs("cifar10", experiments.EXPERIMENT_EPOCHS) == 164
+    assert training.default_epochs("mnist", experiments.EXPERIMENT_EPOCHS) == 182
+    assert training.default_warmup_steps(1000, fraction=experiments.EXPERIMENT_WARMUP_FRACTION) == 100
+    assert training.default_warmup_steps(64_000, fraction=experiments.EXPERIMENT_WARMUP_FRACTION) == 400
+    assert not hasattr(experiments, "WARMUP_FRACTION") and not hasattr(experiments, "MAX_WARMUP_STEPS")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -190,7 +190,7 @@ def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_pat
 def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
     out = tmp_path / "search"
     code = cli.main(["tune", "--out", str(out), *SMALL, "--max-trials", "2", "--shortcuts", "A", "none",
-                     "--versions", "v1"])
+                     "--block-versions", "v1"])
     assert code == 0
     rows = json.loads((out / "trials.json").read_text())
     assert len(rows) == 2 and {r["status"] for r in rows} == {"COMPLETED"}
@@ -204,7 +204,7 @@ def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
     assert metrics["epochs"] == 1 and 0 <= metrics["test_accuracy"] <= 1
     # A second run reuses the finished search and training: no trial or epoch runs again.
     assert cli.main(["tune", "--out", str(out), *SMALL, "--max-trials", "2", "--shortcuts", "A", "none",
-                     "--versions", "v1"]) == 0
+                     "--block-versions", "v1"]) == 0
     assert len([e for e in read_trial_log(out / "tuner") if e["event"] == "start"]) == 2
     printed = capsys.readouterr().out
     assert "best configuration retrained" in printed and "COMPLETED" in printed
@@ -233,7 +233,7 @@ def _completed_trials(project: Path) -> set[str]:
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     out = tmp_path / "search"
     command = [ENTRY, "tune", "--out", str(out), *SMALL, "--max-trials", "3", "--max-epochs", "2",
-               "--shortcuts", "A", "B", "none", "--versions", "v1", "--no-retrain"]
+               "--shortcuts", "A", "B", "none", "--block-versions", "v1", "--no-retrain"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     done: set[str] = set()
@@ -265,7 +265,7 @@ def _free_port() -> int:
 def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
     out = tmp_path / "search"
     command = [ENTRY, "tune", "--out", str(out), *SMALL, "--max-trials", "4", "--shortcuts", "A", "B", "none",
-               "--versions", "v1", "v2", "--no-retrain"]
+               "--block-versions", "v1", "v2", "--no-retrain"]
     port = str(_free_port())
     procs = []
     try:

@@ -1,0 +1,34 @@
+"""Choices and defaults of the modules that import TensorFlow, as plain data without it.
+
+The search (KerasTuner), the export (TFLite), the server and the diagnostics import TensorFlow
+when they load; the values they accept are defined here instead, once, so that the command line
+can offer them as choices and print them as defaults while ``keras-resnet --help`` still answers
+without TensorFlow. Each module imports its names from here and keeps them importable under
+its own name (``serving.DEFAULT_PORT``, ``litert.QUANTIZATIONS``, ``tuning.TUNERS``, ...).
+Where a tuple of choices has a default, it is the first choice.
+"""
+
+from __future__ import annotations
+
+# ---- search (keras_resnet.tuning) ---------------------------------------------------------------
+TUNERS = ("hyperband", "bayesian", "random", "grid")  # the first is the default
+# tf.distribute strategies a search can spread each trial over (None: one device).
+SEARCH_DISTRIBUTIONS = ("mirrored",)
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)  # the CIFAR-style depths searched by default
+SEARCH_EPOCHS = 9  # Hyperband's largest budget; the epochs of every trial for the other tuners
+HYPERBAND_FACTOR = 3
+
+# ---- export (keras_resnet.litert, keras_resnet.export, keras_resnet.pipeline) -------------------
+MODEL_BASE = "saved_models"  # the model base folder: BASE/NAME/VERSION/, as TF Serving reads it
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+INT8_IO_TYPES = ("float32", "int8", "uint8")  # the first is the default
+DEFAULT_CALIBRATION_SAMPLES = 500  # training images that calibrate a full-integer (int8) file
+
+# ---- serving (keras_resnet.serving) -------------------------------------------------------------
+DEFAULT_PORT = 8501  # TF Serving's REST port
+DEFAULT_MAX_BODY_BYTES = 32 * 2**20
+VERSION_POLICIES = ("all", "latest")  # the first is the default
+
+# ---- diagnostics (keras_resnet.diagnostics) -----------------------------------------------------
+DIAGNOSIS_DATASETS = ("random", "digits")  # the first is the default
+BN_STATISTICS = ("auto", "batch", "moving")  # the first is the default
