@@ -26,8 +26,8 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
+# numpy, like TensorFlow, is imported inside the functions that use it: `keras-resnet --help`
+# reads this module's tables and must answer at once.
 from keras_resnet import fileio
 from keras_resnet.data import DIGITS, check_dataset
 from keras_resnet.presets import SHORTCUTS, normalize_shortcut, normalize_version, stage_layout
@@ -238,6 +238,8 @@ def summarize(records: list[dict]) -> list[dict]:
     >>> rows[0]["seeds"], round(rows[0]["train_error_mean"], 3), rows[0]["train_error_max"]
     (2, 0.2, 0.3)
     """
+    import numpy as np
+
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["shortcut"], r["version"], r["depth"]), []).append(r)
@@ -426,6 +428,8 @@ def residual_responses(out: str | os.PathLike, max_images: int = 512, verbose: i
     >>> sorted({r["depth"] for r in rows})  # doctest: +SKIP
     [20, 32, 44, 56]
     """
+    import numpy as np
+
     out = Path(out)
     results = fileio.read_json(out / "results.json") if out.is_dir() else None
     if not results or not results.get("records"):
@@ -497,6 +501,8 @@ def plot_degradation(records: list[dict], path: str | os.PathLike) -> None:
     Example:
     >>> plot_degradation(degradation(depths=(20, 56)), "degradation.png")  # doctest: +SKIP
     """
+    import numpy as np
+
     records = _check_records(records, ("depth", "shortcut", "version", "seed", "train_error", "epoch_train_error"))
     panels = list(dict.fromkeys((r["shortcut"], r["version"]) for r in sorted(records, key=lambda r: r["shortcut"] != "none")))
     fig, axes = _figure(5.2 * len(panels), 4.2, len(panels))
@@ -539,6 +545,8 @@ def plot_shortcuts(records: list[dict], path: str | os.PathLike) -> None:
     Example:
     >>> plot_shortcuts(compare_shortcuts(depth=20), "shortcuts.png")  # doctest: +SKIP
     """
+    import numpy as np
+
     records = _check_records(records, ("shortcut", "version", "depth", "train_error", "test_error"))
     labels = list(dict.fromkeys(_label(r["shortcut"], r["version"]) for r in records))
     fig, (ax,) = _figure(max(5.0, 1.4 * len(labels) + 2), 4.0)
@@ -574,6 +582,8 @@ def plot_responses(rows: list[dict], path: str | os.PathLike) -> None:
     Example:
     >>> plot_responses(residual_responses("runs/degradation"), "responses.png")  # doctest: +SKIP
     """
+    import numpy as np
+
     rows = _check_records(rows, ("depth", "shortcut", "version", "blocks"))
     fig, axes = _figure(11, 4.2, 2)
     groups = list(dict.fromkeys((r["shortcut"], r["version"], r["depth"]) for r in rows))

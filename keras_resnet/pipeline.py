@@ -161,7 +161,10 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(depths=(8,), shortcuts=("identity", "none"), search_epochs=1, train_epochs=2, image_size=8)
+        # Eight epochs, not two: a net at 20% accuracy has so many near-ties that int8 rounding
+        # flips more than 2% of its answers, and the export check fails by the seed's luck
+        # (measured: 2 epochs 21% accuracy and 97.5-98.6% int8 agreement; 6 epochs 92% and 99.7%).
+        return cls(depths=(8,), shortcuts=("identity", "none"), search_epochs=1, train_epochs=8, image_size=8)
 
 
 def demo(
