@@ -146,9 +146,6 @@ def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[di
     """Trains (or reads back) every planned run; returns their records in plan order."""
     import keras
 
-    from keras_resnet.data import load_dataset
-    from keras_resnet.training import train
-
     data: dict[int, tuple] = {}  # the current seed's pipelines only (runs are ordered by seed)
     records = []
     for i, (depth, shortcut, version, seed) in enumerate(plan.runs, 1):
@@ -169,32 +166,17 @@ def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[di
             continue
         fileio.write_json(folder / RECORD_FILE, {"settings": settings})
         if seed not in data:
-            c = plan.config
-            kw = dict(image_size=c.image_size, batch_size=c.batch_size, validation_split=0.0, seed=seed,
-                      flip=c.flip, data_dir=c.data_dir, cache=c.cache)
-            augmented = load_dataset(plan.dataset, augment=c.augment, **kw)
-            data = {seed: (augmented, load_dataset(plan.dataset, augment=False, **kw) if c.augment else augmented)}
+            data = {seed: _seed_data(plan, seed)}
         train_data, plain_data = data[seed]
         if config.warmup_steps is None:
             total = plan.epochs * train_data.steps_per_epoch
             config = dataclasses.replace(
                 config, warmup_steps=default_warmup_steps(total, fraction=EXPERIMENT_WARMUP_FRACTION))
         started = time.perf_counter()
-        if (folder / "metrics.json").exists():  # trained, but stopped before its evaluation
-            model = keras.saving.load_model(str(folder / "model.keras"))
-            metrics, history = fileio.read_json(folder / "metrics.json"), _read_history(folder / "history.csv")
-            note = "trained earlier, evaluated now"
-        else:
-            if plan.verbose:
-                print(f"[{i}/{len(plan.runs)}] {name}: training {plan.epochs} epochs")
-            result = train("resnet20", train_data, config, out=folder, verbose=plan.verbose,
-                           set_global_seed=set_global_seed, depth=depth, shortcut=shortcut, version=version,
-                           width_multiplier=plan.width_multiplier)
-            model, metrics, history = result.model, result.metrics, result.history
-            note = "trained"
-        if metrics["best_epoch"] != metrics["epochs"] or len(history) != plan.epochs:
-            raise RuntimeError(f"{folder}: expected the model of the last of {plan.epochs} epochs; metrics say "
-                               f"epoch {metrics['best_epoch']} of {metrics['epochs']}")
+        if plan.verbose and not (folder / "metrics.json").exists():
+            print(f"[{i}/{len(plan.runs)}] {name}: training {plan.epochs} epochs")
+        model, metrics, history, note = _train_run(plan, folder, train_data, config, depth, shortcut, version,
+                                                   set_global_seed)
         # Inference mode, no augmentation, the final weights: what the optimiser reached.
         train_accuracy = model.evaluate(plain_data.train, verbose=0, return_dict=True)["accuracy"]
         record = {
@@ -214,6 +196,43 @@ def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[di
         if clear_session:
             keras.backend.clear_session()  # dozens of deep models in one process add up
     return records
+
+
+def _seed_data(plan: _Plan, seed: int) -> tuple:
+    """The seed's training pipeline and, for measuring training error, its unaugmented twin."""
+    from keras_resnet.data import load_dataset
+
+    c = plan.config
+    kw = dict(image_size=c.image_size, batch_size=c.batch_size, validation_split=0.0, seed=seed,
+              flip=c.flip, data_dir=c.data_dir, cache=c.cache)
+    augmented = load_dataset(plan.dataset, augment=c.augment, **kw)
+    return augmented, load_dataset(plan.dataset, augment=False, **kw) if c.augment else augmented
+
+
+def _train_run(plan: _Plan, folder: Path, train_data, config, depth, shortcut, version, set_global_seed):
+    """Trains one run, or loads one that was trained but not yet evaluated.
+
+    Returns ``(model, metrics, history, note)``; the model is the last epoch's, which the
+    experiments measure (there is no validation split to pick another).
+    """
+    import keras
+
+    from keras_resnet.training import train
+
+    if (folder / "metrics.json").exists():  # trained, but stopped before its evaluation
+        model = keras.saving.load_model(str(folder / "model.keras"))
+        metrics, history = fileio.read_json(folder / "metrics.json"), _read_history(folder / "history.csv")
+        note = "trained earlier, evaluated now"
+    else:
+        result = train("resnet20", train_data, config, out=folder, verbose=plan.verbose,
+                       set_global_seed=set_global_seed, depth=depth, shortcut=shortcut, version=version,
+                       width_multiplier=plan.width_multiplier)
+        model, metrics, history = result.model, result.metrics, result.history
+        note = "trained"
+    if metrics["best_epoch"] != metrics["epochs"] or len(history) != plan.epochs:
+        raise RuntimeError(f"{folder}: expected the model of the last of {plan.epochs} epochs; metrics say "
+                           f"epoch {metrics['best_epoch']} of {metrics['epochs']}")
+    return model, metrics, history, note
 
 
 def _read_history(path: Path) -> list[dict]:

@@ -576,16 +576,7 @@ def export_all(
     calibration_samples = check_int("calibration_samples", calibration_samples, 1)
     latency_runs = check_int("latency_runs", latency_runs, 1)
     num_threads = check_int("num_threads", num_threads, 1)
-    if x_test is None:
-        if y_test is not None:
-            raise ValueError("y_test was given without x_test")
-        x_test = _random_images(shape, 64)
-    else:
-        x_test = _take_images(x_test, shape, what="x_test")
-    if y_test is not None:
-        y_test = np.asarray(y_test).reshape(-1)
-        if len(y_test) != len(x_test):
-            raise ValueError(f"y_test must hold one label per image of x_test ({len(x_test)}); received {len(y_test)}")
+    x_test, y_test = _verification_data(x_test, y_test, shape)
     sample = _calibration_images(representative_data, shape, calibration_samples) if "int8" in tflite else None
     model_dir = Path(base) / name
     version = _resolve_version(model_dir, version)
@@ -593,27 +584,53 @@ def export_all(
 
     staging = _staging_dir(model_dir, version)
     try:
-        staged = {SAVED_MODEL: staging / "saved_model"}
-        _stage_saved_model(model, staged[SAVED_MODEL], name, shape, class_names, DEFAULT_TOP_K, x_test[:4], None)
-        if tflite:
-            source = staging / "probabilities"
-            _write_probability_model(model, source, shape)
-            for q in tflite:
-                staged[q] = staging / f"{q}.tflite"
-                fileio.write_bytes(staged[q], convert_saved_model(source, q, sample, int8_io if q == "int8" else "float32"))
+        staged = _stage_artifacts(model, staging, name, shape, class_names, tflite, x_test, sample, int8_io)
         records = verify(model, staged, x_test, y_test, thresholds, latency_runs=latency_runs, num_threads=num_threads)
         for record in records:
-            fmt = record["format"]
-            final = model_dir / str(version) if fmt == SAVED_MODEL else tflite_path(base, name, version, fmt)
-            if not record["passed"]:
-                final = final.with_name(final.name + FAILED_SUFFIX) if fmt == SAVED_MODEL else \
-                    final.with_name(final.stem + FAILED_SUFFIX + final.suffix)
-            keep = record["passed"] or keep_failed
-            if keep:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                _move_into_place(staged[fmt], final)
-            record.update(name=name, version=version, path=str(final) if keep else None, kept=keep)
+            path = _place(staged[record["format"]], record, base, name, version, keep_failed)
+            record.update(name=name, version=version, path=None if path is None else str(path), kept=path is not None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     fileio.write_bytes(model_dir / REPORT_FILE, (json.dumps(records, indent=2) + "\n").encode())
     return records
+
+
+def _verification_data(x_test, y_test, shape) -> tuple[np.ndarray, np.ndarray | None]:
+    """Checked test images and labels; 64 random images (parity only) when none are given."""
+    if x_test is None:
+        if y_test is not None:
+            raise ValueError("y_test was given without x_test")
+        return _random_images(shape, 64), None
+    x_test = _take_images(x_test, shape, what="x_test")
+    if y_test is not None:
+        y_test = np.asarray(y_test).reshape(-1)
+        if len(y_test) != len(x_test):
+            raise ValueError(f"y_test must hold one label per image of x_test ({len(x_test)}); received {len(y_test)}")
+    return x_test, y_test
+
+
+def _stage_artifacts(model, staging: Path, name, shape, class_names, tflite, x_test, sample, int8_io) -> dict:
+    """Writes the SavedModel and each TFLite file under ``staging``; returns {format: path}."""
+    staged = {SAVED_MODEL: staging / "saved_model"}
+    _stage_saved_model(model, staged[SAVED_MODEL], name, shape, class_names, DEFAULT_TOP_K, x_test[:4], None)
+    if tflite:
+        source = staging / "probabilities"
+        _write_probability_model(model, source, shape)
+        for q in tflite:
+            staged[q] = staging / f"{q}.tflite"
+            fileio.write_bytes(staged[q], convert_saved_model(source, q, sample, int8_io if q == "int8" else "float32"))
+    return staged
+
+
+def _place(staged: Path, record: dict, base, name: str, version: int, keep_failed: bool) -> Path | None:
+    """Moves a verified artifact into place (a failed one under a ``.failed`` name, or deletes it)."""
+    fmt = record["format"]
+    final = Path(base) / name / str(version) if fmt == SAVED_MODEL else tflite_path(base, name, version, fmt)
+    if not record["passed"]:
+        if not keep_failed:
+            return None
+        suffix = final.name + FAILED_SUFFIX if fmt == SAVED_MODEL else final.stem + FAILED_SUFFIX + final.suffix
+        final = final.with_name(suffix)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _move_into_place(staged, final)
+    return final

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
@@ -526,10 +527,8 @@ def search(
     >>> sorted(row["shortcut"] for row in result.rows)  # doctest: +SKIP
     ['identity', 'none']
     """
-    from pathlib import Path
-
-    from keras_resnet.data import check_dataset
-    from keras_resnet.training import TrainConfig
+    from keras_resnet.data import check_dataset, load_dataset
+    from keras_resnet.training import PAPER_BATCH_SIZE, TrainConfig
 
     check_choice("tuner", tuner, TUNERS)
     check_int("max_epochs", max_epochs, 1)
@@ -549,14 +548,8 @@ def search(
     config = dataclasses.replace(config or TrainConfig(), seed=seed).validate()
     out = Path(out)
 
-    import keras
-    import tensorflow as tf
-
-    from keras_resnet.data import load_dataset
-    from keras_resnet.training import device_scope, train
-
     data = load_dataset(
-        dataset, image_size=config.image_size, batch_size=config.batch_size or 128,
+        dataset, image_size=config.image_size, batch_size=config.batch_size or PAPER_BATCH_SIZE,
         validation_split=config.validation_split, seed=seed, augment=config.augment, flip=config.flip,
         data_dir=config.data_dir, cache=config.cache,
     )
@@ -564,40 +557,76 @@ def search(
         raise ValueError("a search needs a validation split; received validation_split=0")
     hypermodel = ResNetHyperModel(data.input_shape, data.num_classes, mean=data.mean, std=data.std,
                                   space=space, train_config=config, steps_per_epoch=data.steps_per_epoch)
+    oracle = _run_trials(data, hypermodel, out, tuner=tuner, max_epochs=max_epochs, max_trials=max_trials,
+                         factor=factor, seed=seed, overwrite=overwrite, distribution=distribution,
+                         verbose=verbose, set_global_seed=set_global_seed, freeze_gc=freeze_gc)
+    if _is_worker():
+        return SearchResult(rows=[], best=None, best_model=None, test_accuracy=None, out=out)
+
+    rows = _write_trials(oracle, out)
+    finished = [r for r in rows if r["score"] is not None]
+    best = max(finished, key=lambda r: r["score"]) if finished else None
+    best_model, test_accuracy = None, None
+    if retrain and best is not None:
+        config = dataclasses.replace(hypermodel.config_for(best), epochs=retrain_epochs or max_epochs)
+        best_model, test_accuracy = _retrain_best(best, dataset, config, out, space.style, verbose=verbose,
+                                                  overwrite=overwrite, set_global_seed=set_global_seed)
+    return SearchResult(rows=rows, best=best, best_model=best_model, test_accuracy=test_accuracy, out=out)
+
+
+def _run_trials(data, hypermodel, out, *, tuner, max_epochs, max_trials, factor, seed, overwrite,
+                distribution, verbose, set_global_seed, freeze_gc):
+    """Runs (or resumes) the KerasTuner search in ``out/tuner``; returns its oracle."""
+    import keras
+    import tensorflow as tf
+
+    from keras_resnet.training import device_scope
+
     if set_global_seed:
         keras.utils.set_random_seed(seed)
-    with device_scope(config):
+    with device_scope(hypermodel.train_config):
         strategy = tf.distribute.MirroredStrategy() if distribution == "mirrored" else None
         kt_tuner = make_tuner(tuner, hypermodel, directory=out, project_name="tuner", max_epochs=max_epochs,
                               max_trials=max_trials, seed=seed, overwrite=overwrite,
                               distribution_strategy=strategy, factor=factor, freeze_gc=freeze_gc)
         kt_tuner.search(data.train, validation_data=data.validation, epochs=max_epochs, verbose=verbose)
-    if _is_worker():
-        return SearchResult(rows=[], best=None, best_model=None, test_accuracy=None, out=out)
+    return kt_tuner.oracle
 
-    rows = trial_rows(kt_tuner.oracle)
+
+def _write_trials(oracle, out: Path) -> list[dict]:
+    """``trials.csv``, ``trials.json`` and ``search.png`` from the oracle's trials; returns the rows."""
+    rows = trial_rows(oracle)
     fileio.write_csv(out / "trials.csv", rows)
     fileio.write_json(out / "trials.json", rows)
     plot_search(rows, out / "search.png")
-    finished = [r for r in rows if r["score"] is not None]
-    best = max(finished, key=lambda r: r["score"]) if finished else None
-    best_model, test_accuracy = None, None
-    if retrain and best is not None:
-        arch = {k: best[k] for k in ("depth", "shortcut", "version", "width_multiplier", "zero_init_residual") if k in best and best[k] is not None}
-        trial_config = dataclasses.replace(hypermodel.config_for(best), epochs=retrain_epochs or max_epochs)
-        # One folder per configuration: a rerun whose best is unchanged reuses the finished run.
-        folder = out / "best" / "-".join(f"{v}" for v in arch.values())
-        if (folder / "metrics.json").exists() and not overwrite:
-            best_model = keras.saving.load_model(folder / "model.keras")
-            test_accuracy = fileio.read_json(folder / "metrics.json")["test_accuracy"]
-        else:
-            # By name, so the data pipeline starts fresh: the same run as `keras-resnet train`.
-            result = train(BASE_PRESET[space.style], dataset, trial_config, folder, verbose=verbose,
-                           overwrite=overwrite, set_global_seed=set_global_seed, **arch)
-            best_model, test_accuracy = result.model, result.metrics["test_accuracy"]
-        fileio.copy(folder / "model.keras", out / "best_model.keras")
-        fileio.copy(folder / "metrics.json", out / "best_metrics.json")
-    return SearchResult(rows=rows, best=best, best_model=best_model, test_accuracy=test_accuracy, out=out)
+    return rows
+
+
+def _retrain_best(best: dict, dataset, config, out: Path, style: str, *, verbose, overwrite, set_global_seed):
+    """Trains the best trial's configuration from scratch into ``out/best/<configuration>/``.
+
+    Copies its ``model.keras`` and ``metrics.json`` to ``out/best_model.keras`` and
+    ``out/best_metrics.json``; returns the model and its test accuracy. One folder per
+    configuration: a rerun whose best is unchanged reuses the finished run.
+    """
+    import keras
+
+    from keras_resnet.training import train
+
+    arch = {k: best[k] for k in ("depth", "shortcut", "version", "width_multiplier", "zero_init_residual")
+            if best.get(k) is not None}
+    folder = out / "best" / "-".join(f"{v}" for v in arch.values())
+    if (folder / "metrics.json").exists() and not overwrite:
+        model = keras.saving.load_model(folder / "model.keras")
+        test_accuracy = fileio.read_json(folder / "metrics.json")["test_accuracy"]
+    else:
+        # By name, so the data pipeline starts fresh: the same run as `keras-resnet train`.
+        result = train(BASE_PRESET[style], dataset, config, folder, verbose=verbose, overwrite=overwrite,
+                       set_global_seed=set_global_seed, **arch)
+        model, test_accuracy = result.model, result.metrics["test_accuracy"]
+    fileio.copy(folder / "model.keras", out / "best_model.keras")
+    fileio.copy(folder / "metrics.json", out / "best_metrics.json")
+    return model, test_accuracy
 
 
 def plot_search(rows: list[dict], path) -> None:
