@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -188,6 +189,13 @@ def parse_json(payload: bytes):
         raise RequestError(400, f"malformed JSON in the request body: {e}") from None
     except RecursionError:
         raise RequestError(400, "the request body is nested too deeply") from None
+    except ValueError:
+        # Past the two cases above, the one ValueError json.loads raises is int() refusing a
+        # literal longer than Python's limit on text-to-integer conversion (a guard against
+        # its quadratic cost). No input dtype holds such a number anyway.
+        limit = sys.get_int_max_str_digits()
+        raise RequestError(400, f"an integer in the request body has more than {limit} digits, the most this "
+                                "server converts; send numbers within the range of the input's dtype") from None
 
 
 def _shape_text(spec: tf.TensorSpec) -> str:
@@ -200,7 +208,15 @@ def to_array(value, spec: tf.TensorSpec, name: str) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):
-        raise RequestError(400, f"input {name!r} is ragged; expected shape {_shape_text(spec)}") from None
+        raise RequestError(400, f"input {name!r} is ragged or nested too deeply; expected shape "
+                                f"{_shape_text(spec)}") from None
+    if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
+        # Integers beyond 64 bits leave NumPy with Python objects; as floats they are numbers
+        # like any other, in the input's range or not.
+        try:
+            array = array.astype(np.float64)
+        except OverflowError:
+            raise RequestError(400, f"input {name!r} has values outside the range of {spec.dtype.name}") from None
     if array.dtype.kind not in "iuf":
         kind = {"b": "booleans", "U": "strings", "O": "mixed or nested values"}.get(array.dtype.kind, array.dtype.name)
         raise RequestError(400, f"input {name!r} must hold numbers of type {spec.dtype.name}; received {kind}")

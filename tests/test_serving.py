@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_resnet import export, serving
 from keras_resnet.models import ResNet
@@ -133,6 +134,13 @@ def test_uint8_signature(server, models, images):
 # ---- bad requests ----------------------------------------------------------------------------
 
 GOOD = np.zeros((1, *SHAPE)).tolist()
+
+
+def with_first_pixel(literal: bytes) -> bytes:
+    """A well-shaped row-format body whose first pixel is the JSON number ``literal``, sent as is."""
+    return json.dumps({"instances": GOOD}).encode().replace(b"0.0", literal, 1)
+
+
 BAD_REQUESTS = [
     ("POST", "/v1/models/tiny:predict", b"{not json", 400, "malformed JSON"),
     ("POST", "/v1/models/tiny:predict", b'{"instances": [NaN]}', 400, "NaN is not valid JSON"),
@@ -164,6 +172,18 @@ BAD_REQUESTS = [
     ("DELETE", "/v1/models/tiny", None, 405, "use GET"),
     ("GET", "/v2/models", None, 404, "unknown path"),
     ("POST", "/v1/models/tiny:predict", b" " * (MAX_BODY + 1), 413, f"exceeds the limit of {MAX_BODY} bytes"),
+    # Numbers and nesting that the JSON parser or NumPy refuse: still the client's mistake.
+    ("POST", "/v1/models/tiny:predict", with_first_pixel(b"9" * 5000), 400,
+     f"an integer in the request body has more than {sys.get_int_max_str_digits()} digits"),
+    ("POST", "/v1/models/tiny:predict", with_first_pixel(b"-" + b"9" * 5000), 400, "has more than"),
+    ("POST", "/v1/models/tiny:predict", with_first_pixel(b"9" * 400), 400, "outside the range of float32"),
+    ("POST", "/v1/models/tiny:predict", {"signature_name": "serving_uint8", "instances": [[[[2**70]] * 8] * 8]}, 400,
+     "uint8 values in [0, 255]"),
+    ("POST", "/v1/models/tiny:predict", with_first_pixel(b"1e999999999"), 400, "outside the range of float32"),
+    ("POST", "/v1/models/tiny:predict", with_first_pixel(b"-1E+999999999"), 400, "outside the range of float32"),
+    ("POST", "/v1/models/tiny:predict", b"[" * 20_000 + b"]" * 20_000, 400, "nested too deeply"),
+    ("POST", "/v1/models/tiny:predict", json.dumps({"instances": [json.loads("[" * 100 + "]" * 100)]}).encode(), 400,
+     "ragged or nested too deeply"),
 ]
 
 
@@ -283,6 +303,15 @@ def test_serve_rejects_bad_arguments(base, tmp_path, kwargs, message):
     kwargs = {"base": base, "port": 0, **{k: paths.get(v, v) for k, v in kwargs.items()}}
     with pytest.raises(ValueError, match=re.escape(message)):
         serving.serve(block=False, **kwargs)
+
+
+def test_integers_beyond_64_bits_are_numbers_like_any_other():
+    spec = tf.TensorSpec([None, 2], "float32")
+    np.testing.assert_array_equal(serving.to_array([[2**70, 1]], spec, "x"), np.float32([[2**70, 1]]))
+    with pytest.raises(serving.RequestError, match="input 'x' has values outside the range of float32"):
+        serving.to_array([[10**400, 1]], spec, "x")
+    with pytest.raises(serving.RequestError, match=r"must hold numbers of type float32; received mixed"):
+        serving.to_array([[None, 1]], spec, "x")
 
 
 def test_serve_command_answers_and_stops_on_ctrl_c(base):
