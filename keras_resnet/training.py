@@ -442,6 +442,7 @@ def train(
     *,
     verbose: int = 1,
     overwrite: bool = False,
+    callbacks: list | tuple = (),
     **model_overrides,
 ) -> TrainResult:
     """Trains with the paper's recipe, resumably, and writes the run's files into ``out``.
@@ -459,6 +460,9 @@ def train(
         out: the run's folder; None trains in a temporary folder and keeps nothing.
         verbose: 0 silent, 1 progress bars, 2 one line per epoch.
         overwrite: delete a previous run's files in ``out`` (finished or not) and start over.
+        callbacks: more ``keras.callbacks.Callback`` objects for ``model.fit``. They run after
+            the run's own, so at the end of an epoch its resume file, ``history.csv`` and
+            ``state.json`` are already written.
         **model_overrides: ``ResNet`` arguments for a preset (``shortcut="projection"``, ...).
 
     Returns:
@@ -495,6 +499,10 @@ def train(
         check_dataset(dataset, config.data_dir)
     if overwrite not in (True, False):
         raise ValueError(f"overwrite must be True or False; received overwrite={overwrite!r}")
+    if not isinstance(callbacks, (list, tuple)) or any(
+        not callable(getattr(c, "on_epoch_end", None)) for c in callbacks
+    ):
+        raise ValueError(f"callbacks must be a list of keras.callbacks.Callback objects; received callbacks={callbacks!r}")
     check_cluster(config)
     signature = runs.signature(model, model_overrides, dataset_name, config)
 
@@ -508,7 +516,8 @@ def train(
             raise ValueError(f"out {str(out)!r} exists and is not a folder")
     state = runs.prepare(out_dir, signature, overwrite)
     try:
-        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None)
+        return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None,
+                      extra_callbacks=list(callbacks))
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -516,7 +525,7 @@ def train(
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def _train(model, dataset, config, out, state, verbose, overrides, keep):
+def _train(model, dataset, config, out, state, verbose, overrides, keep, extra_callbacks=()):
     import keras
     import tensorflow as tf
 
@@ -556,6 +565,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep):
             print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
         monitor = "val_accuracy" if val_ds is not None else None
         callbacks = runs.callbacks(write_dir, state, monitor, checkpoint, tensorboard=config.tensorboard)
+        callbacks += extra_callbacks
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, verbose=verbose, shuffle=False)
 
