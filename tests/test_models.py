@@ -265,7 +265,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         np.testing.assert_array_equal(y, np.load({str(tmp_path / "y.npy")!r}))
         print("OK", m.name)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK resnet20" in result.stdout
 
