@@ -183,6 +183,7 @@ def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_pat
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.slow
 def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
     out = tmp_path / "search"
     code = cli.main(["tune", "--out", str(out), *SMALL, "--max-trials", "2", "--shortcuts", "A", "none",
