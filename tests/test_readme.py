@@ -15,7 +15,10 @@ def test_readme_has_python_examples():
     assert BLOCKS, "README.md has no ```python blocks"
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+# A block that trains takes more than ~10 s: the slow tier runs it.
+@pytest.mark.parametrize(
+    "index", [pytest.param(i, marks=pytest.mark.slow) if ".fit(" in block else i for i, block in enumerate(BLOCKS)]
+)
 def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     # ... and read the committed reference export where the README says it is.

@@ -242,6 +242,7 @@ def test_expect_100_continue_refuses_an_oversized_body_before_it_is_sent(server)
     assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
 
 
+@pytest.mark.slow
 def test_concurrent_clients(server, models, images):
     """8 threads x 200 requests on keep-alive connections, every 10th one bad: no 5xx, right answers."""
     expected = models[2].predict(images, verbose=0).argmax(-1)

@@ -207,6 +207,7 @@ def test_search_writes_the_trials_and_the_best_model(tmp_path, capsys):
     assert "best configuration retrained" in printed and "COMPLETED" in printed
 
 
+@pytest.mark.slow
 def test_tune_command_bad_arguments_exit_2():
     for args, message in ((["--shortcuts", "D"], "received shortcut='D'"), (["--depths", "21"], "received depth=21")):
         result = subprocess.run([ENTRY, "tune", "--out", "/tmp/never", *args], capture_output=True, text=True, timeout=120)
