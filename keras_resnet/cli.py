@@ -291,16 +291,21 @@ def _cmd_demo(args) -> int:
 def _cmd_serve(args) -> int:
     if not os.path.isdir(args.base):
         raise UsageError(f"model base folder {args.base!r} does not exist")
+    # Until the server is up, Ctrl+C exits with status 130 (see main) and SIGTERM ends the process.
+    print(f"loading the models under {args.base} ...", flush=True)
     import_keras(args.verbose)
     from keras_resnet import serving
 
     server = serving.serve(args.base, port=args.port, host=args.host, max_body_bytes=args.max_body_mb * 2**20,
                            version_policy=args.version_policy, block=False)
-    for name in sorted(server.repository.models):
-        versions = ", ".join(map(str, server.repository.versions(name)))
-        print(f"{name} (versions {versions}): {server.url}/v1/models/{name}:predict")
-    print(f"serving {args.base} at {server.url}; Ctrl+C stops", flush=True)
-    server.wait()
+    # From here on, SIGINT and SIGTERM stop the server cleanly: status 0.
+    with server.stop_on_signals():
+        for name in sorted(server.repository.models):
+            versions = ", ".join(map(str, server.repository.versions(name)))
+            print(f"{name} (versions {versions}): {server.url}/v1/models/{name}:predict")
+        print(f"serving {args.base} at {server.url}; Ctrl+C or SIGTERM stops", flush=True)
+        server.wait()
+    print("stopped", flush=True)
     return 0
 
 

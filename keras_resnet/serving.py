@@ -10,16 +10,21 @@ Clients written for TF Serving work against it unchanged::
 Each version (``BASE/NAME/<integer>/``) is loaded once at start with ``tf.saved_model.load``
 and requests call its concrete signature functions, which are safe to call from the server's
 threads. Bad requests get a 4xx answer ``{"error": "..."}``; nothing a client sends stops the
-server. It is meant for development and tests; production traffic belongs on TF Serving.
+server. Serving in the foreground (``serve(block=True)``, ``keras-resnet serve``), SIGINT (Ctrl+C)
+and SIGTERM (what Docker, systemd and Kubernetes send) stop it cleanly. It is meant for
+development and tests; production traffic belongs on TF Serving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import re
+import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -37,6 +42,7 @@ from keras_resnet.validation import check_bool, check_choice, check_int, check_p
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<verb>:[A-Za-z]+|/metadata)?/?$"
@@ -187,6 +193,13 @@ def parse_json(payload: bytes):
         raise RequestError(400, f"malformed JSON in the request body: {e}") from None
     except RecursionError:
         raise RequestError(400, "the request body is nested too deeply") from None
+    except ValueError:
+        # Past the two cases above, the one ValueError json.loads raises is int() refusing a
+        # literal longer than Python's limit on text-to-integer conversion (a guard against
+        # its quadratic cost). No input dtype holds such a number anyway.
+        limit = sys.get_int_max_str_digits()
+        raise RequestError(400, f"an integer in the request body has more than {limit} digits, the most this "
+                                "server converts; send numbers within the range of the input's dtype") from None
 
 
 def _shape_text(spec: tf.TensorSpec) -> str:
@@ -199,7 +212,15 @@ def to_array(value, spec: tf.TensorSpec, name: str) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):
-        raise RequestError(400, f"input {name!r} is ragged; expected shape {_shape_text(spec)}") from None
+        raise RequestError(400, f"input {name!r} is ragged or nested too deeply; expected shape "
+                                f"{_shape_text(spec)}") from None
+    if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
+        # Integers beyond 64 bits leave NumPy with Python objects; as floats they are numbers
+        # like any other, in the input's range or not.
+        try:
+            array = array.astype(np.float64)
+        except OverflowError:
+            raise RequestError(400, f"input {name!r} has values outside the range of {spec.dtype.name}") from None
     if array.dtype.kind not in "iuf":
         kind = {"b": "booleans", "U": "strings", "O": "mixed or nested values"}.get(array.dtype.kind, array.dtype.name)
         raise RequestError(400, f"input {name!r} must hold numbers of type {spec.dtype.name}; received {kind}")
@@ -420,6 +441,7 @@ class ModelServer(ThreadingHTTPServer):
         self.repository = repository
         self.max_body_bytes = max_body_bytes
         self._thread: threading.Thread | None = None
+        self._stop_requested = False
 
     @property
     def port(self) -> int:
@@ -445,15 +467,62 @@ class ModelServer(ThreadingHTTPServer):
             self._thread = None
         self.server_close()
 
-    def wait(self) -> None:
-        """Blocks until Ctrl+C (or :meth:`stop` from another thread), then stops."""
+    def handle_error(self, request, client_address) -> None:
+        # A client that goes away mid-conversation (closing with an answer unread resets the
+        # connection) is routine, not a server fault worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("%s closed the connection: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
+
+    def request_stop(self) -> None:
+        """Asks :meth:`wait` to stop the server and return; safe from a signal handler or any thread.
+
+        A signal handler runs in the main thread between two of its bytecodes, possibly while it
+        holds a lock that ``shutdown()`` needs; so this only sets a flag, which :meth:`wait` polls.
+        """
+        self._stop_requested = True
+
+    @contextlib.contextmanager
+    def stop_on_signals(self, signals=STOP_SIGNALS):
+        """While inside, ``signals`` (SIGINT and SIGTERM) call :meth:`request_stop` instead of
+        raising ``KeyboardInterrupt`` or ending the process; the previous handlers come back on exit.
+
+        Python installs signal handlers only in the main thread; elsewhere this changes nothing.
+
+        Example:
+        >>> with server.stop_on_signals():  # doctest: +SKIP
+        ...     print("serving; Ctrl+C stops", flush=True)
+        ...     server.wait()
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            self.request_stop()
+
+        previous = {}
         try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            pass
+            for signum in signals:
+                previous[signum] = signal.signal(signum, handler)
+            yield self
         finally:
-            self.stop()
+            for signum, old in previous.items():
+                # None: the old handler was not installed from Python; the default is the nearest.
+                signal.signal(signum, signal.SIG_DFL if old is None else old)
+
+    def wait(self) -> None:
+        """Blocks until SIGINT (Ctrl+C), SIGTERM, :meth:`request_stop` or :meth:`stop` from another
+        thread, then stops. In the main thread the two signals are handled while it waits (see
+        :meth:`stop_on_signals`); enter that yourself first to cover what you do before waiting."""
+        with self.stop_on_signals():
+            try:
+                thread = self._thread
+                while not self._stop_requested and thread is not None and thread.is_alive():
+                    thread.join(0.2)
+            finally:
+                self.stop()
 
     def __enter__(self) -> ModelServer:
         return self
@@ -478,7 +547,8 @@ def serve(
         host: interface to bind; ``"0.0.0.0"`` to accept other machines.
         max_body_bytes: request bodies above this size get 413.
         version_policy: ``"all"`` versions, or only the ``"latest"`` of each model.
-        block: serve until Ctrl+C; with False, serve in a background thread and return.
+        block: serve until SIGINT (Ctrl+C) or SIGTERM, which stop the server cleanly; with False,
+            serve in a background thread and return (stop it with ``stop()``).
 
     Returns:
         The :class:`ModelServer` (already stopped when ``block`` is True).
@@ -494,7 +564,11 @@ def serve(
     max_body_bytes = check_int("max_body_bytes", max_body_bytes, 1)
     check_choice("version_policy", version_policy, VERSION_POLICIES, "'all' or 'latest'")
     check_bool("block", block)
-    server = ModelServer(ModelRepository(base, version_policy), host, port, max_body_bytes).start()
-    if block:
+    server = ModelServer(ModelRepository(base, version_policy), host, port, max_body_bytes)
+    if not block:
+        return server.start()
+    # The handlers go in before the serving thread starts, so no signal finds it unguarded.
+    with server.stop_on_signals():
+        server.start()
         server.wait()
     return server

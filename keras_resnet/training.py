@@ -471,6 +471,7 @@ def train(
     verbose: int = 1,
     overwrite: bool = False,
     set_global_seed: bool = False,
+    callbacks: list | tuple = (),
     **model_overrides,
 ) -> TrainResult:
     """Trains with the paper's recipe, resumably, and writes the run's files into ``out``.
@@ -493,6 +494,9 @@ def train(
             Python's, NumPy's and the backend's global generators in the whole process. Off
             by default (``config.seed`` still seeds the data pipeline); the
             ``keras-resnet train`` command turns it on.
+        callbacks: more ``keras.callbacks.Callback`` objects for ``model.fit``. They run after
+            the run's own, so at the end of an epoch its resume file, ``history.csv`` and
+            ``state.json`` are already written.
         **model_overrides: ``ResNet`` arguments for a preset (``shortcut="projection"``, ...).
 
     Returns:
@@ -529,6 +533,10 @@ def train(
         dataset_name = dataset
         check_dataset(dataset, config.data_dir)
     check_bool("set_global_seed", set_global_seed)
+    if not isinstance(callbacks, (list, tuple)) or any(
+        not callable(getattr(c, "on_epoch_end", None)) for c in callbacks
+    ):
+        raise ValueError(f"callbacks must be a list of keras.callbacks.Callback objects; received callbacks={callbacks!r}")
     check_cluster(config)
     signature = runs.signature(model, model_overrides, dataset_name, config)
 
@@ -543,7 +551,7 @@ def train(
     state = runs.prepare(out_dir, signature, overwrite)
     try:
         return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None,
-                      set_global_seed=set_global_seed)
+                      set_global_seed=set_global_seed, extra_callbacks=list(callbacks))
     finally:
         if temporary is not None:
             temporary.cleanup()
@@ -551,7 +559,7 @@ def train(
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed):
+def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed, extra_callbacks=()):
     import keras
     import tensorflow as tf
 
@@ -592,6 +600,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
             print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
         monitor = "val_accuracy" if val_ds is not None else None
         callbacks = runs.callbacks(write_dir, state, monitor, checkpoint, tensorboard=config.tensorboard)
+        callbacks += extra_callbacks
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, verbose=verbose, shuffle=False)
 

@@ -68,6 +68,7 @@ def test_entry_point_help():
     assert "summary" in result.stdout and "presets" in result.stdout
 
 
+@pytest.mark.slow
 def test_summary_prints_parameters_and_macs_without_tensorflow_noise():
     result = run("summary", "resnet20", "--shortcut", "B", "--input-shape", "32", "32", "3")
     assert result.returncode == 0, result.stderr

@@ -138,6 +138,7 @@ def test_gradient_at_the_last_block_matches_a_split_model():
 HIGHWAY_BOUNDS = (15.0, 250.0)
 
 
+@pytest.mark.slow
 def test_resnet110_gradient_highway_stays_bounded_where_plain110s_explodes():
     for seed in (0, 1, 2):
         x, y = batch(32, (16, 16, 1), seed=seed)

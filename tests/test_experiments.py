@@ -235,6 +235,7 @@ def test_degradation_command_reads_back_a_finished_experiment(tiny, capsys):
     assert mtimes(out) == before
 
 
+@pytest.mark.slow
 def test_shortcuts_command_end_to_end(tmp_path, capsys):
     out = tmp_path / "shortcuts"
     args = ["shortcuts", "--depth", "8", "--shortcuts", "B", "none", "--epochs", "1", "--batch-size", "256",

@@ -157,6 +157,7 @@ def test_int8_with_integer_input_and_output(trained, tmp_path, io):
     assert agreement >= 0.98
 
 
+@pytest.mark.slow
 def test_failed_check_is_dropped_or_kept_marked(trained, tmp_path):
     model, _, _, x_test, y_test = trained
     # A limit no quantized model can meet makes the dynamic-range file fail.
@@ -179,6 +180,7 @@ def test_failed_check_is_dropped_or_kept_marked(trained, tmp_path):
     assert export.next_version(tmp_path / "m") == 3  # a kept failure still takes its number
 
 
+@pytest.mark.slow
 def test_verify_catches_a_different_model(trained, tmp_path):
     model, _, _, x_test, y_test = trained
     other = tiny_model(seed=5, train=False)
@@ -357,6 +359,7 @@ def fake_data_module(trained):
     return types.SimpleNamespace(load_dataset=load_dataset)
 
 
+@pytest.mark.slow
 def test_cli_export_with_dataset(model_file, trained, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "keras_resnet.data", fake_data_module(trained))
     rc = cli.main(["export", str(model_file), "--name", "tiny", "--base", str(tmp_path),
@@ -373,6 +376,7 @@ def test_cli_export_with_dataset(model_file, trained, tmp_path, monkeypatch, cap
     assert litert.TFLiteRunner(tmp_path / "tiny" / "tflite" / "tiny_1_int8.tflite").input["dtype"] == np.uint8
 
 
+@pytest.mark.slow
 def test_cli_export_without_dataset_and_keep_failed(model_file, tmp_path, monkeypatch, capsys):
     assert cli.main(["export", str(model_file), "--name", "tiny", "--base", str(tmp_path)]) == 0
     assert "random images" in capsys.readouterr().out

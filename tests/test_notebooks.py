@@ -71,6 +71,7 @@ def test_kernel_runs_this_python(tmp_path, monkeypatch):
     assert nb.cells[0].outputs[0]["text"].strip() == sys.executable
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)

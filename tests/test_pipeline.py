@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from keras_resnet import cli
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     out, base = tmp_path / "demo", tmp_path / "saved_models"
     code = cli.main(["demo", "--quick", "--out", str(out), "--base", str(base), "--progress", "0"])
