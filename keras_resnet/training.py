@@ -560,8 +560,8 @@ def train(
 # ---- the run ----------------------------------------------------------------------------------
 
 def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed, extra_callbacks=()):
+    """The run itself: data, model and recipe inside the device's strategy, fit, test, files."""
     import keras
-    import tensorflow as tf
 
     from keras_resnet.data import load_dataset
 
@@ -588,7 +588,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                 model, config, steps_per_epoch=dataset.steps_per_epoch, batch_size=dataset.batch_size,
                 epochs=config.epochs or default_epochs(dataset.name),
             )
-        settings, epochs = recipe["device"], recipe["epochs"]
+        settings = recipe["device"]
         one_hot = config.label_smoothing > 0
         train_ds, val_ds, test_ds = (_labels(d, dataset.num_classes, one_hot) for d in (dataset.train, dataset.validation, dataset.test))
         # Workers other than the chief write into a scratch folder (tf.distribute's rule).
@@ -600,40 +600,48 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
             print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
         monitor = "val_accuracy" if val_ds is not None else None
         callbacks = runs.callbacks(write_dir, state, monitor, checkpoint, tensorboard=config.tensorboard)
-        callbacks += extra_callbacks
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=verbose, shuffle=False)
+        model.fit(train_ds, validation_data=val_ds, epochs=recipe["epochs"], initial_epoch=initial_epoch,
+                  callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
 
         # The trained model with the best epoch's weights: its test function is already traced
         # (validation), where a reloaded model.keras would trace again (0.34 s against 1.49 s).
         started = time.perf_counter()
-        best = model
-        best.set_weights(checkpoint.best_weights(model))
-        test_loss, test_accuracy = best.evaluate(test_ds, verbose=0)
+        model.set_weights(checkpoint.best_weights(model))
+        test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
         if keep and settings["is_chief"]:
-            runs.save_model(best, write_dir / "model.keras")
-        rows = state["history"]
-        metrics = {
-            "model": best.name, "dataset": dataset.name,
-            "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-            "epochs": len(rows), "best_epoch": (state["best"] or {}).get("epoch", len(rows)),
-            "best_val_accuracy": (state["best"] or {}).get("value"),
-            "params": int(best.count_params()),
-            "trainable_params": int(sum(math.prod(w.shape) for w in best.trainable_weights)),
-            "seconds": round(sum(r["seconds"] for r in rows), 2),
-            "evaluation_seconds": round(time.perf_counter() - started, 2),
-            "counts": {"train": dataset.train_count, "validation": dataset.validation_count, "test": dataset.test_count},
-            "config": {**dataclasses.asdict(config), "batch_size": dataset.batch_size,
-                       **{k: v for k, v in recipe.items() if k != "device"},
-                       "weight_decay": config.weight_decay if built_here else "the given model's own",
-                       "weight_decay_implementation": "L2 kernel regularizer weight_decay/2 in the loss (coupled, as the paper's SGD)",
-                       "augmentation": dataset.augmentation, "mean": dataset.mean, "std": dataset.std},
-            "device": settings, "sessions": state["sessions"],
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        }
-        metrics = json.loads(json.dumps(metrics, default=str))  # as metrics.json holds it
+            runs.save_model(model, write_dir / "model.keras")
+        metrics = _run_metrics(model, dataset, config, recipe, state, built_here,
+                               test={"loss": test_loss, "accuracy": test_accuracy,
+                                     "seconds": time.perf_counter() - started})
         runs.finish(write_dir, state, metrics, keep=keep and settings["is_chief"])
-        return TrainResult(model=best, history=rows, metrics=metrics, out=out if keep else None)
+        return TrainResult(model=model, history=state["history"], metrics=metrics, out=out if keep else None)
+
+
+def _run_metrics(model, dataset, config, recipe: dict, state: dict, built_here: bool, test: dict) -> dict:
+    """What ``metrics.json`` holds: the test figures, the run's size and time, the resolved recipe."""
+    import keras
+    import tensorflow as tf
+
+    rows = state["history"]
+    best = state["best"] or {}
+    metrics = {
+        "model": model.name, "dataset": dataset.name,
+        "test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"]),
+        "epochs": len(rows), "best_epoch": best.get("epoch", len(rows)), "best_val_accuracy": best.get("value"),
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+        "seconds": round(sum(r["seconds"] for r in rows), 2),
+        "evaluation_seconds": round(test["seconds"], 2),
+        "counts": {"train": dataset.train_count, "validation": dataset.validation_count, "test": dataset.test_count},
+        "config": {**dataclasses.asdict(config), "batch_size": dataset.batch_size,
+                   **{k: v for k, v in recipe.items() if k != "device"},
+                   "weight_decay": config.weight_decay if built_here else "the given model's own",
+                   "weight_decay_implementation": "L2 kernel regularizer weight_decay/2 in the loss (coupled, as the paper's SGD)",
+                   "augmentation": dataset.augmentation, "mean": dataset.mean, "std": dataset.std},
+        "device": recipe["device"], "sessions": state["sessions"],
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    return json.loads(json.dumps(metrics, default=str))  # as metrics.json holds it
 
 
 def _labels(ds, num_classes, one_hot):
