@@ -115,9 +115,9 @@ def model_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def check_preset(name: str) -> str:
-    """Validates a preset name without importing TensorFlow."""
-    from keras_resnet.presets import PRESET_NAMES
+def check_preset(name: str, overrides: dict | None = None) -> str:
+    """Validates a preset name and the architecture overrides without importing TensorFlow."""
+    from keras_resnet.presets import PRESET_NAMES, check_architecture
 
     if name not in PRESET_NAMES:
         import difflib
@@ -125,13 +125,14 @@ def check_preset(name: str) -> str:
         close = difflib.get_close_matches(name, PRESET_NAMES, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"unknown model {name!r}{hint}; choose from: {', '.join(PRESET_NAMES)}")
+    check_architecture(name, **(overrides or {}))
     return name
 
 
 # ---- commands -------------------------------------------------------------------------------
 
 def _cmd_summary(args) -> int:
-    check_preset(args.model)
+    check_preset(args.model, model_overrides(args))
     import_keras(args.verbose)
     from keras_resnet.models import ResNet
 
@@ -162,9 +163,9 @@ def _cmd_diagnose(args) -> int:
     is_file = source.endswith(".keras") or os.sep in source
     if is_file and not os.path.isfile(source):
         raise UsageError(f"model file {source!r} does not exist")
-    if not is_file:
-        check_preset(source)
     overrides = model_overrides(args)
+    if not is_file:
+        check_preset(source, overrides)
     if is_file and overrides:
         raise UsageError(f"architecture overrides ({', '.join(sorted(overrides))}) apply to presets, not to the model file {source!r}")
     import_keras(args.verbose)
@@ -187,7 +188,7 @@ def _cmd_diagnose(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    check_preset(args.model)
+    check_preset(args.model, model_overrides(args))
     from keras_resnet.data import check_dataset
     from keras_resnet.training import TrainConfig, check_cluster
 

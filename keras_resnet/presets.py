@@ -154,3 +154,28 @@ PRESETS = types.MappingProxyType(
     }
 )
 PRESET_NAMES = tuple(PRESETS)
+
+
+def check_architecture(preset: str, **overrides) -> dict:
+    """A preset's arguments merged with ``overrides``, with the network's shape checked.
+
+    The depth rule (:func:`stage_layout`), the shortcut type and the block version are checked
+    here without TensorFlow, so that the command line refuses a bad combination at once; every
+    other argument is checked by ``ResNet`` itself, before it builds a layer.
+
+    Example:
+    >>> check_architecture("resnet20", depth=56, shortcut="B")["shortcut"]
+    'projection'
+    >>> check_architecture("resnet20", depth=21)
+    Traceback (most recent call last):
+    ...
+    ValueError: depth must be 6n+2 for CIFAR-style ResNets with basic blocks (8, 14, 20, 32, 44, 56, 110, 1202, ...); received depth=21
+    """
+    check_choice("preset", preset, PRESET_NAMES, "a preset name (see PRESET_NAMES)")
+    args = {**PRESETS[preset], **overrides}
+    stage_layout(args.get("depth", 20), args.get("style", "cifar"), args.get("block"), args.get("stage_blocks"))
+    if "shortcut" in args:
+        args["shortcut"] = normalize_shortcut(args["shortcut"])
+    if "version" in args:
+        args["version"] = normalize_version(args["version"])
+    return args

@@ -141,8 +141,12 @@ class TrainConfig:
     strategy: str | None = None
     tensorboard: bool = False
 
+    def __post_init__(self):
+        # A bad setting fails where it is written, not epochs later where it is used.
+        self.validate()
+
     def validate(self) -> TrainConfig:
-        """Raises ValueError naming the first bad value; returns self."""
+        """Raises ValueError naming the first bad value; returns self (construction calls it)."""
         for name in ("epochs", "batch_size", "image_size", "steps_per_execution"):
             check_int(name, getattr(self, name), 1, optional=True)
         check_int("warmup_steps", self.warmup_steps, 0, optional=True)
@@ -515,6 +519,7 @@ def train(
     """
     from keras_resnet.data import Dataset
 
+    check_type("config", config, TrainConfig, "a keras_resnet.training.TrainConfig", optional=True)
     config = (config or TrainConfig()).validate()
     check_choice("verbose", verbose, (0, 1, 2), "0, 1 or 2")
     check_bool("overwrite", overwrite)

@@ -96,8 +96,14 @@ class SearchSpace:
     weight_decay: tuple[float, float] | None = None
     batch_sizes: Sequence[int] | None = None
 
+    def __post_init__(self):
+        self.validate()  # a bad choice fails where it is written, before any trial
+
     def validate(self) -> SearchSpace:
-        """Normalises the choices; raises ValueError naming the first bad one. Returns self."""
+        """Normalises the choices; raises ValueError naming the first bad one. Returns self.
+
+        Construction calls it; call it again after changing a field.
+        """
         check_choice("style", self.style, STYLES, "'cifar' or 'imagenet'")
         depths = self.depths if self.depths is not None else (
             CIFAR_DEPTHS if self.style == "cifar" else valid_depths("imagenet"))

@@ -141,7 +141,6 @@ def test_other_settings_in_the_same_folder_are_refused(tiny):
         (dict(dataset="digitz"), r"unknown dataset 'digitz'"),
         (dict(width_multiplier=0), r"width_multiplier must be a number > 0"),
         (dict(config=TrainConfig(validation_split=0.1)), r"validation_split=0.1"),
-        (dict(config=TrainConfig(lr=-1.0)), r"lr must be a number > 0"),
         (dict(config={"epochs": 2}), r"config must be a keras_resnet.training.TrainConfig"),
         (dict(augment="yes"), r"received augment='yes'"),
         (dict(verbose=3), r"verbose must be 0, 1 or 2"),

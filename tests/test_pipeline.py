@@ -49,6 +49,7 @@ def test_tune_and_export_checks_the_export_before_searching(tmp_path):
     assert not out.exists()  # nothing was searched
 
 
+@pytest.mark.slow
 def test_tune_command_exports_the_best_model(tmp_path, capsys):
     out, base = tmp_path / "search", tmp_path / "saved_models"
     # Six epochs, so that the net is trained enough for int8 to agree with it (a barely trained

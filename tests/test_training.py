@@ -62,7 +62,11 @@ def read_history(path):
 )
 def test_config_validation_names_the_bad_value(field, value, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{field: value}).validate()
+        TrainConfig(**{field: value})  # at construction, not when the run starts
+    config = TrainConfig()
+    setattr(config, field, value)  # a field changed afterwards is caught by validate()
+    with pytest.raises(ValueError, match=message):
+        config.validate()
 
 
 def test_defaults_follow_the_paper():
@@ -95,7 +99,7 @@ def test_default_epochs_and_warmup_are_one_rule_with_named_overrides():
         (dict(model="resnet21"), r"unknown model 'resnet21'"),
         (dict(dataset="cifar11"), r"unknown dataset 'cifar11'"),
         (dict(dataset="/no/such/folder"), r"dataset folder '/no/such/folder' does not exist"),
-        (dict(config=TrainConfig(epochs=0)), r"epochs must be an integer >= 1"),
+        (dict(config={"epochs": 2}), r"config must be a keras_resnet.training.TrainConfig"),
         (dict(weight_decay=0.1), r"pass weight_decay in TrainConfig"),
         (dict(verbose=3), r"verbose must be 0, 1 or 2"),
     ],

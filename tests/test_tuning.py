@@ -161,6 +161,7 @@ class _FreezeRecorder(ResNetHyperModel):
         return super().build(hp)
 
 
+@pytest.mark.slow
 def test_tuner_freezes_survivors_between_trials_and_unfreezes_at_the_end(tmp_path):
     import gc
 
