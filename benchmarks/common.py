@@ -42,7 +42,7 @@ def quiet_tensorflow():
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        from keras_resnet.cli import import_keras
+        from keras_resnet.console import import_keras
     finally:
         os.dup2(saved, 2)
         os.close(saved)

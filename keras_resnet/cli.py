@@ -20,12 +20,7 @@ import os
 import sys
 
 from keras_resnet import __version__, defaults
-from keras_resnet.console import (  # noqa: F401 - import_keras and print_table are used by callers of cli
-    import_keras,
-    print_table,
-    replayed_warnings,
-    silenced_stderr,
-)
+from keras_resnet.console import import_keras, print_table, replayed_warnings, silenced_stderr
 from keras_resnet.data import DEFAULT_VALIDATION_SPLIT, DIGITS, DIGITS_IMAGE_SIZE
 from keras_resnet.presets import BLOCK_TYPES, SHORTCUT_ALIASES, SHORTCUTS, STYLES, VERSIONS
 from keras_resnet.training import (

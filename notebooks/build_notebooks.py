@@ -71,7 +71,7 @@ QUICKSTART = [
     setup("00_quickstart", """
         BASE = OUT / "saved_models" if SMALL else Path("runs/notebooks/saved_models")  # exports land here
 
-        from keras_resnet.cli import print_table
+        from keras_resnet.console import print_table
         from keras_resnet.data import load_dataset
         from keras_resnet.pipeline import export_trained
         from keras_resnet.training import TrainConfig, train
@@ -92,7 +92,8 @@ QUICKSTART = [
     code("""
         depth = 8 if SMALL else 20
         config = TrainConfig(epochs=8 if SMALL else 30)
-        result = train("resnet20", data, config, out=OUT / f"resnet{depth}", depth=depth, overwrite=True, verbose=VERBOSE)
+        result = train("resnet20", data, config, out=OUT / f"resnet{depth}", depth=depth, overwrite=True, verbose=VERBOSE,
+                       set_global_seed=True)  # config.seed also seeds the initial weights
         print(f"{result.metrics['model']}: test accuracy {result.metrics['test_accuracy']:.3f}, "
               f"{result.metrics['params']:,} parameters, {result.metrics['seconds']:.0f} s")
     """),
@@ -163,7 +164,7 @@ BLOCKS = [
         from IPython.display import Image, display
 
         from keras_resnet import BasicBlock, BottleneckBlock, ResNet, experiments, identity_closeness
-        from keras_resnet.cli import print_table
+        from keras_resnet.console import print_table
     """),
     md("""
         ## Identity and convolutional blocks
@@ -278,7 +279,7 @@ BLOCKS = [
     """),
     code("""
         records = experiments.compare_shortcuts("digits", depth=8 if SMALL else 32, epochs=1 if SMALL else None,
-                                                out=OUT / "shortcuts", verbose=VERBOSE)
+                                                out=OUT / "shortcuts", verbose=VERBOSE, set_global_seed=True)
         print_table([{"run": r["run"], "params": r["params"], "train error %": 100 * r["train_error"],
                       "test error %": 100 * r["test_error"], "seconds": r["seconds"]} for r in records])
         Image(str(OUT / "shortcuts" / "shortcuts.png"))
@@ -318,7 +319,7 @@ DEGRADATION = [
         from IPython.display import Image
 
         from keras_resnet import diagnostics, experiments
-        from keras_resnet.cli import print_table
+        from keras_resnet.console import print_table
         from keras_resnet.data import load_dataset, preprocessing
 
         DEPTHS = (8, 14) if SMALL else (20, 32, 44, 56)
@@ -338,7 +339,8 @@ DEGRADATION = [
         `keras-resnet degradation --out runs/degradation`.
     """),
     code("""
-        records = experiments.degradation("digits", depths=DEPTHS, epochs=EPOCHS, out=OUT / "degradation", verbose=VERBOSE)
+        records = experiments.degradation("digits", depths=DEPTHS, epochs=EPOCHS, out=OUT / "degradation", verbose=VERBOSE,
+                                          set_global_seed=True)
         print_table([{"run": r["run"], "params": r["params"], "train error %": 100 * r["train_error"],
                       "test error %": 100 * r["test_error"], "seconds": r["seconds"]} for r in records])
     """),
@@ -457,7 +459,7 @@ SEARCH = [
     setup("03_search", """
         from IPython.display import Image
 
-        from keras_resnet.cli import print_table
+        from keras_resnet.console import print_table
         from keras_resnet.training import TrainConfig
         from keras_resnet.tuning import SearchSpace, read_trial_log, search
 
@@ -465,7 +467,8 @@ SEARCH = [
                             shortcuts=("identity", "none") if SMALL else ("identity", "projection", "none"),
                             versions=("v1",))
         SETTINGS = dict(tuner="grid", space=space, config=TrainConfig(image_size=8),
-                        max_epochs=1 if SMALL else 6, retrain_epochs=2 if SMALL else 30, verbose=VERBOSE)
+                        max_epochs=1 if SMALL else 6, retrain_epochs=2 if SMALL else 30, verbose=VERBOSE,
+                        set_global_seed=True)
     """),
     code("""
         print(f"{space.size()} combinations")
@@ -568,7 +571,7 @@ EXPORT = [
         from ai_edge_litert.interpreter import Interpreter
 
         from keras_resnet import serving
-        from keras_resnet.cli import print_table
+        from keras_resnet.console import print_table
         from keras_resnet.data import load_dataset
         from keras_resnet.litert import TFLiteRunner
         from keras_resnet.pipeline import export_trained
@@ -589,7 +592,7 @@ EXPORT = [
         else:
             depth = 8 if SMALL else 20
             model = train("resnet20", "digits", TrainConfig(epochs=8 if SMALL else 30, image_size=8 if SMALL else None),
-                          out=OUT / "model", depth=depth, overwrite=True, verbose=VERBOSE).model
+                          out=OUT / "model", depth=depth, overwrite=True, verbose=VERBOSE, set_global_seed=True).model
         print(model.name, model.input_shape, "->", model.output_shape)
     """),
     md("""
