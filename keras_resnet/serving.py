@@ -82,6 +82,9 @@ class ServedVersion:
     def metadata(self) -> dict:
         """The signature definitions, as TF Serving's ``/metadata`` answers them."""
         from google.protobuf import json_format
+
+        # The SavedModel's protocol buffer: TensorFlow's published file format, the same
+        # generated module that tensorflow-serving-api's own messages import (no tf.* alias).
         from tensorflow.core.protobuf import saved_model_pb2
 
         proto = saved_model_pb2.SavedModel.FromString((self.path / "saved_model.pb").read_bytes())
