@@ -391,13 +391,20 @@ def check_keras_object(name: str, value, kind: str, *, optional: bool = False):
         if optional:
             return None
         raise _fail(name, allowed, value)
+    import random
+
     import keras
 
     get = getattr(keras, module).get
+    # Resolving a random initializer without a seed draws one from Python's generator: put the
+    # generator back, so that checking an argument never changes the weights a seed gives.
+    state = random.getstate()
     try:
         resolved = get(value)
     except (ValueError, TypeError):
         resolved = None
+    finally:
+        random.setstate(state)
     if resolved is None:
         raise _fail(name, _or_none(allowed, optional, None), value) from None
     return resolved
