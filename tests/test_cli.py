@@ -34,6 +34,7 @@ def test_help_does_not_import_tensorflow():
     assert "summary" in result.stdout
 
 
+@pytest.mark.slow
 def test_import_keras_resnet_is_light_whatever_the_script_name():
     # One behaviour in every process: the package imports Keras only when a name that needs it is used.
     code = (
