@@ -235,6 +235,100 @@ def load_dataset(
     )
 
 
+def from_arrays(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    x_validation=None,
+    y_validation=None,
+    class_names=None,
+    name: str = "arrays",
+    batch_size: int = 128,
+    seed: int = 0,
+    augment: bool = True,
+    flip: bool = False,
+    pad: int | None = None,
+) -> Dataset:
+    """A :class:`Dataset` from in-memory arrays, with the same pipelines as :func:`load_dataset`.
+
+    Args:
+        x_train, x_test, x_validation: images of shape ``(n, height, width, channels)``, raw
+            pixels in 0..255 (any numeric dtype; stored as uint8).
+        y_train, y_test, y_validation: integer labels in ``0 .. num_classes - 1``.
+        class_names: one name per class; default ``"0", "1", ...`` for the labels present.
+        name: the dataset's name (what a run records).
+        batch_size, seed, augment, flip, pad: as for :func:`load_dataset` (flip off by default:
+            the caller knows whether a mirror image keeps its class).
+
+    Returns:
+        A :class:`Dataset` whose statistics come from ``x_train``.
+
+    Example:
+    >>> import numpy as np
+    >>> x, y = np.zeros((20, 8, 8, 1)), np.arange(20) % 2
+    >>> ds = from_arrays(x, y, x[:4], y[:4], batch_size=8)
+    >>> ds.input_shape, ds.num_classes, ds.train_count, ds.steps_per_epoch
+    ((8, 8, 1), 2, 20, 3)
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    batch_size = check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
+    check_bool("augment", augment)
+    check_bool("flip", flip)
+    pad = check_int("pad", pad, 0, optional=True, none_means="an eighth of the image")
+    if (x_validation is None) != (y_validation is None):
+        raise ValueError("pass both x_validation and y_validation, or neither")
+    arrays = {"train": (x_train, y_train), "validation": (x_validation, y_validation), "test": (x_test, y_test)}
+    splits, shape, top = {}, None, -1
+    for key, (x, y) in arrays.items():
+        if x is None:
+            splits[key] = None
+            continue
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim != 4 or len(x) != len(y) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(
+                f"x_{key} must be (n, height, width, channels) images and y_{key} n integer labels; "
+                f"received shapes {x.shape} and {y.shape} ({y.dtype})"
+            )
+        if shape is not None and x.shape[1:] != shape:
+            raise ValueError(f"x_{key} has images of shape {x.shape[1:]}, x_train {shape}")
+        shape = x.shape[1:]
+        if len(y) and y.min() < 0:
+            raise ValueError(f"y_{key} has a negative label {y.min()}")
+        top = max(top, int(y.max()) if len(y) else -1)
+        pixels = np.clip(np.rint(x), 0, 255).astype("uint8")
+        splits[key] = tf.data.Dataset.from_tensor_slices((pixels, y.astype("int64")))
+    if len(np.asarray(y_train)) == 0:
+        raise ValueError("x_train holds no images")
+    names = tuple(str(c) for c in (class_names if class_names is not None else range(top + 1)))
+    if len(names) <= top:
+        raise ValueError(f"class_names has {len(names)} names, but the labels go up to {top}")
+    counts = {k: 0 if v is None else len(arrays[k][1]) for k, v in splits.items()}
+    mean, std = _channel_stats(splits["train"])
+    augmentation = {
+        "enabled": bool(augment),
+        "pad": (max(1, shape[0] // 8) if pad is None else pad) if augment else 0,
+        "flip": bool(flip) and bool(augment),
+    }
+    pipelines = {
+        key: None if ds is None else _pipeline(
+            ds.cache(), training=key == "train", batch_size=batch_size, seed=seed,
+            augmentation=augmentation, shuffle_buffer=max(counts[key], 1), tf=tf,
+        )
+        for key, ds in splits.items()
+    }
+    return Dataset(
+        name=name, train=pipelines["train"], validation=pipelines["validation"], test=pipelines["test"],
+        input_shape=tuple(int(d) for d in shape), num_classes=len(names), class_names=names, mean=mean,
+        std=std, train_count=counts["train"], validation_count=counts["validation"],
+        test_count=counts["test"], batch_size=batch_size, augmentation=augmentation,
+    )
+
+
 def preprocessing(source, name: str = "normalize"):
     """The normalisation layer that goes in front of a model: raw pixels in, standardised out.
 
