@@ -192,9 +192,8 @@ def cifar_rows(args, sizes) -> list[dict]:
 
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    from keras_resnet.data import _pipeline
+    from keras_resnet.data import from_arrays
     from keras_resnet.training import TrainConfig, build_model, compile_model, device_scope
 
     batch, steps, epochs = sizes["cifar_batch"], sizes["cifar_steps"], sizes["epochs"]
@@ -233,9 +232,8 @@ def cifar_rows(args, sizes) -> list[dict]:
     # The same, fed by keras_resnet.data's training pipeline over CIFAR-sized in-memory data.
     images = np.random.default_rng(1).integers(0, 256, (sizes["cifar_images"], 32, 32, 3), dtype="uint8")
     labels = np.random.default_rng(2).integers(0, 10, sizes["cifar_images"]).astype("int64")
-    source = tf.data.Dataset.from_tensor_slices((images, labels)).cache()
-    pipeline = _pipeline(source, training=True, batch_size=batch, seed=0,
-                         augmentation={"enabled": True, "pad": 4, "flip": True}, shuffle_buffer=50_000, tf=tf).repeat()
+    pipeline = from_arrays(images, labels, images[:batch], labels[:batch], batch_size=batch, flip=True,
+                           augmentation="cifar").train.repeat()
     measure("ResNet-56, ours, fed by keras_resnet.data's pipeline", ours, pipeline)
     return rows
 

@@ -4,8 +4,17 @@
 yield *raw pixels* (float32 in 0..255) and sparse integer labels, plus what a model needs (input
 shape, classes, class names) and the per-channel mean and standard deviation of the training
 split. Normalisation belongs in the model (:func:`preprocessing`), so that exported models take
-raw pixels; augmentation (the ResNet paper's pad, random crop and horizontal flip) belongs in the
-training pipeline, seeded, so that it never reaches an exported graph.
+raw pixels; augmentation belongs in the training pipeline, seeded, so that it never reaches an
+exported graph. Two recipes (:data:`AUGMENTATIONS`):
+
+* ``"cifar"``, the ResNet paper's CIFAR augmentation (He et al., 2015, section 4.2): zero-pad,
+  random crop back to size, random horizontal flip; the default below 64 px;
+* ``"imagenet"``, its ImageNet one (section 3.4, as in Szegedy et al., 2015): a random window
+  of 8-100% of the area and aspect ratio 3/4-4/3 resized to the input size, plus the flip; the
+  default from 64 px on, where evaluation resizes and takes the central 87.5%
+  (:func:`keras_resnet.images.evaluation_fit`);
+
+or ``"none"``. Image folders stream from disk (:mod:`keras_resnet.folders`).
 
 This module imports TensorFlow only inside the functions that need it: :func:`check_dataset`
 validates a dataset name or folder at once, without it.
@@ -17,11 +26,18 @@ import dataclasses
 import difflib
 import math
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from keras_resnet.validation import check_bool, check_fraction, check_int, check_path, check_type
+from keras_resnet.folders import BAD_FILE_POLICIES
+from keras_resnet.validation import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_path,
+    check_type,
+)
 
 DIGITS = "digits"
 # TFDS image-classification datasets known to load with ``as_supervised=True``, and whether a
@@ -39,7 +55,8 @@ TFDS_FLIP = {
     "imagenette": True,
 }
 DATASET_NAMES = (DIGITS, *TFDS_FLIP)
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # image_dataset_from_directory's
+AUGMENTATIONS = ("cifar", "imagenet", "none")
+IMAGENET_RECIPE_MIN_SIZE = 64  # inputs this large default to the ImageNet augmentation
 
 DIGITS_TEST_SIZE = 360  # of scikit-learn's 1,797 digits (20%): 1,437 to train on, 360 to test
 SPLIT_SEED = 0  # splits are fixed, so that runs with different seeds share one test set
@@ -55,7 +72,10 @@ class Dataset:
 
     Every pipeline yields ``(images, labels)``: float32 raw pixels in 0..255 of shape
     ``(batch, *input_shape)`` and int labels of shape ``(batch,)``. ``validation`` is None when
-    ``validation_split=0``.
+    ``validation_split=0``. ``augmentation`` says what the training split does (``"recipe"``,
+    its settings) and how every split fits images to the input size (``"fit"``).
+    ``skipped_files``: with ``bad_files="skip"``, the text file that unreadable files are
+    listed in as the pipelines meet them (:meth:`skipped`).
     """
 
     name: str
@@ -72,11 +92,18 @@ class Dataset:
     test_count: int
     batch_size: int
     augmentation: dict
+    skipped_files: str | None = None
 
     @property
     def steps_per_epoch(self) -> int:
         """Training batches per epoch (the last one may be partial)."""
         return -(-self.train_count // self.batch_size)
+
+    def skipped(self) -> list[str]:
+        """The unreadable files dropped so far (``bad_files="skip"``), each once."""
+        from keras_resnet.folders import skipped_files
+
+        return skipped_files(self.skipped_files)
 
 
 def check_dataset(name: str, data_dir: str | os.PathLike | None = None) -> tuple[str, str]:
@@ -111,7 +138,9 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None) -> tuple
         return "tfds", name[5:]
     path = Path(name).expanduser()
     if path.is_dir():
-        _class_folders(path)
+        from keras_resnet.folders import class_folders
+
+        class_folders(path)
         return "folder", str(path.resolve())
     if os.sep in name or "/" in name or name.startswith((".", "~")):
         raise ValueError(f"dataset folder {name!r} does not exist")
@@ -131,11 +160,15 @@ def load_dataset(
     validation_split: float | None = None,
     seed: int = 0,
     augment: bool = True,
+    augmentation: str | None = None,
     flip: bool | None = None,
     pad: int | None = None,
     data_dir: str | os.PathLike | None = None,
     cache: bool | str = True,
     shuffle_buffer: int = 50_000,
+    bad_files: str = "error",
+    skipped_files: str | os.PathLike | None = None,
+    stats: tuple | None = None,
 ) -> Dataset:
     """Loads a dataset as batched, prefetched ``tf.data`` pipelines.
 
@@ -148,30 +181,43 @@ def load_dataset(
       says what to do): the ``train`` split's last ``validation_split``
       (default 10%: CIFAR's 45k / 5k as in the ResNet paper) for validation; ``test`` (or
       ``validation`` where there is no ``test``) for testing.
-    * A folder with one sub-folder per class (``keras.utils.image_dataset_from_directory``),
-      split 80% / 20% per class into train and test, then ``validation_split`` of train; or a
-      folder with ``train/`` and ``test/`` (and optional ``validation/``) folders. Every image
-      is decoded up front: a corrupt one raises ValueError naming the file.
+    * A folder with one sub-folder per class (``keras.utils.image_dataset_from_directory``'s
+      layout), split 80% / 20% per class into train and test, then ``validation_split`` of
+      train; or a folder with ``train/`` and ``test/`` (and optional ``validation/``) folders.
+      Images stream from disk (:mod:`keras_resnet.folders`): set-up reads no image but a
+      fixed sample; any format, mode and EXIF orientation is converted
+      (:func:`keras_resnet.images.decode`) to one channel if every sampled image is grey,
+      else RGB.
 
-    Augmentation (training split only, as in the ResNet paper): zero-pad ``pad`` pixels (default
-    1/8 of the image: 4 at 32x32), random crop back to size, random horizontal flip where it
-    keeps the class. Its randomness comes from stateless ops keyed by ``seed``: it differs
-    between epochs and repeats exactly with the same seed.
+    Augmentation (training split only): ``augmentation`` picks the recipe (see the module's
+    docstring; default ``"imagenet"`` from 64 px on, else ``"cifar"``). Its randomness comes
+    from stateless ops keyed by ``seed``: it differs between epochs and repeats exactly with
+    the same seed.
 
     Args:
         name: a dataset accepted by :func:`check_dataset`.
         image_size: resize images to ``image_size`` x ``image_size``; default: 16 for digits,
-            the dataset's own size otherwise (a folder's most common size).
+            the dataset's own size otherwise (a folder's most common size in a sample).
         batch_size: images per batch (the global batch under a distribution strategy).
         validation_split: fraction of the training images held out for validation, in [0, 1).
         seed: seeds shuffling and augmentation (the splits are fixed).
-        augment: apply pad-and-crop and flips to the training split.
+        augment: False turns augmentation off (the same as ``augmentation="none"``).
+        augmentation: ``"cifar"``, ``"imagenet"`` or ``"none"``; default by image size.
         flip: random horizontal flips; default: per dataset (never for digits, MNIST, SVHN).
-        pad: pixels of zero padding before the random crop; 0 turns translation off.
+        pad: the cifar recipe's zero padding before the random crop (default an eighth of
+            the image: 4 at 32x32); 0 turns translation off.
         data_dir: TFDS's data directory.
         cache: True: keep decoded images in memory (each split whose decoded pixels fit in
-            4 GiB); a str: cache files under this folder; False: decode every epoch.
-        shuffle_buffer: shuffle buffer of the training split.
+            4 GiB; not a folder's training split under the imagenet recipe, which crops the
+            full images); a str: cache files under this folder; False: decode every epoch.
+        shuffle_buffer: shuffle buffer of a training split held in memory (a folder read
+            from disk is shuffled whole, by file name).
+        bad_files: an image folder's unreadable files: ``"error"`` stops at the first one
+            with an error naming it; ``"skip"`` drops them and lists them in
+            ``skipped_files``.
+        skipped_files: the text file for ``"skip"``; default a new temporary file.
+        stats: ``(mean, std)`` per channel to use instead of measuring them (a pretrained
+            model's own): then no image is decoded while setting up.
 
     Returns:
         A :class:`Dataset`.
@@ -180,6 +226,8 @@ def load_dataset(
     >>> ds = load_dataset("digits", batch_size=32)
     >>> ds.input_shape, ds.num_classes, ds.train_count, ds.validation_count, ds.test_count
     ((16, 16, 1), 10, 1293, 144, 360)
+    >>> ds.augmentation["recipe"], ds.augmentation["fit"]
+    ('cifar', 'stretch')
     """
     batch_size = check_int("batch_size", batch_size, 1)
     seed = check_int("seed", seed, 0)
@@ -190,39 +238,58 @@ def load_dataset(
         validation_split = DEFAULT_VALIDATION_SPLIT
     validation_split = check_fraction("validation_split", validation_split)
     check_bool("augment", augment)
+    check_choice("augmentation", augmentation, (*AUGMENTATIONS, None), "one of cifar, imagenet, none, or None (by image size)")
     check_bool("flip", flip, optional=True, none_means="the dataset's default")
     check_type("cache", cache, (bool, str), "True, False or a folder path for cache files")
     check_path("data_dir", data_dir, optional=True, allowed="a folder path")
+    check_choice("bad_files", bad_files, BAD_FILE_POLICIES)
+    check_path("skipped_files", skipped_files, optional=True, allowed="a file path")
+    if stats is not None:
+        stats = _check_stats(stats)
     kind, resolved = check_dataset(name, data_dir)
 
+    if kind == "folder":
+        return _load_folder(
+            name, Path(resolved), image_size=image_size, batch_size=batch_size,
+            validation_split=validation_split, seed=seed, augment=augment, augmentation=augmentation,
+            flip=flip, pad=pad, cache=cache, shuffle_buffer=shuffle_buffer, bad_files=bad_files,
+            skipped_files=skipped_files, stats=stats,
+        )
     if kind == "digits":
         splits, class_names = _digits(image_size or DIGITS_IMAGE_SIZE, validation_split)
         default_flip = False
-    elif kind == "tfds":
+    else:
         splits, class_names = _tfds(resolved, image_size, validation_split, data_dir)
         default_flip = TFDS_FLIP.get(resolved, True)
-    else:
-        splits, class_names = _folder(Path(resolved), image_size, validation_split)
-        default_flip = True
 
+    return _in_memory(name, splits, class_names, batch_size=batch_size, seed=seed, augment=augment,
+                      augmentation=augmentation, flip=default_flip if flip is None else flip, pad=pad, cache=cache,
+                      shuffle_buffer=shuffle_buffer, stats=stats)
+
+
+def _in_memory(name, splits, class_names, *, batch_size, seed, augment, augmentation, flip, pad, cache,
+               shuffle_buffer, stats) -> Dataset:
+    """A Dataset from unbatched (uint8 image, int64 label) splits of one image size."""
     import tensorflow as tf
 
     shape = tuple(int(d) for d in splits["train"].element_spec[0].shape)
+    settings = augmentation_settings(shape, augment, augmentation, flip, pad)
     counts = {k: (_count(v) if v is not None else 0) for k, v in splits.items()}
     if counts["train"] == 0:
         raise ValueError(f"dataset {name!r} has no training images")
+    if settings["fit"] == "center_crop":  # the evaluation geometry of inputs from 64 px on
+        for key in ("validation", "test"):
+            if splits[key] is not None:
+                splits[key] = splits[key].map(
+                    lambda x, y: (_center_crop_uint8(x, shape[:2], tf), y), num_parallel_calls=tf.data.AUTOTUNE
+                )
     # Cached before the statistics pass, which then fills the training split's cache.
     splits = {k: None if v is None else _cache(v, cache, k, counts[k]) for k, v in splits.items()}
-    mean, std = _channel_stats(splits["train"])
-    augmentation = {
-        "enabled": bool(augment),
-        "pad": (max(1, shape[0] // 8) if pad is None else pad) if augment else 0,
-        "flip": bool(default_flip if flip is None else flip) and bool(augment),
-    }
+    mean, std = stats or _channel_stats(splits["train"])
     pipelines = {
         key: None if ds is None else _pipeline(
             ds, training=key == "train", batch_size=batch_size, seed=seed,
-            augmentation=augmentation, shuffle_buffer=shuffle_buffer, tf=tf,
+            augmentation=settings, shuffle_buffer=shuffle_buffer, tf=tf,
         )
         for key, ds in splits.items()
     }
@@ -231,8 +298,36 @@ def load_dataset(
         test=pipelines["test"], input_shape=shape, num_classes=len(class_names),
         class_names=tuple(class_names), mean=mean, std=std, train_count=counts["train"],
         validation_count=counts["validation"], test_count=counts["test"], batch_size=batch_size,
-        augmentation=augmentation,
+        augmentation=settings,
     )
+
+
+def augmentation_settings(shape, augment: bool = True, recipe: str | None = None, flip: bool = True,
+                          pad: int | None = None) -> dict:
+    """What the training pipeline does to images of ``shape`` ``(height, width, channels)``.
+
+    Returns a dict: ``recipe`` (``"cifar"``, ``"imagenet"`` or ``"none"``), ``flip``, the
+    cifar recipe's ``pad``, the imagenet recipe's ``scale`` and ``ratio`` ranges, and ``fit``,
+    how every split fits images to the input size (:func:`keras_resnet.images.evaluation_fit`).
+
+    Example:
+    >>> augmentation_settings((224, 224, 3))["recipe"], augmentation_settings((32, 32, 3))["pad"]
+    ('imagenet', 4)
+    """
+    from keras_resnet.images import CROP_RATIO, CROP_SCALE, evaluation_fit
+
+    if recipe is None:
+        recipe = "imagenet" if min(shape[:2]) >= IMAGENET_RECIPE_MIN_SIZE else "cifar"
+    if not augment:
+        recipe = "none"
+    return {
+        "recipe": recipe,
+        "flip": bool(flip) and recipe != "none",
+        "pad": (max(1, shape[0] // 8) if pad is None else pad) if recipe == "cifar" else 0,
+        "scale": list(CROP_SCALE) if recipe == "imagenet" else None,
+        "ratio": [round(r, 6) for r in CROP_RATIO] if recipe == "imagenet" else None,
+        "fit": evaluation_fit(shape[:2]),
+    }
 
 
 def from_arrays(
@@ -248,6 +343,7 @@ def from_arrays(
     batch_size: int = 128,
     seed: int = 0,
     augment: bool = True,
+    augmentation: str | None = None,
     flip: bool = False,
     pad: int | None = None,
 ) -> Dataset:
@@ -259,8 +355,8 @@ def from_arrays(
         y_train, y_test, y_validation: integer labels in ``0 .. num_classes - 1``.
         class_names: one name per class; default ``"0", "1", ...`` for the labels present.
         name: the dataset's name (what a run records).
-        batch_size, seed, augment, flip, pad: as for :func:`load_dataset` (flip off by default:
-            the caller knows whether a mirror image keeps its class).
+        batch_size, seed, augment, augmentation, flip, pad: as for :func:`load_dataset` (flip
+            off by default: the caller knows whether a mirror image keeps its class).
 
     Returns:
         A :class:`Dataset` whose statistics come from ``x_train``.
@@ -279,6 +375,7 @@ def from_arrays(
     seed = check_int("seed", seed, 0)
     check_bool("augment", augment)
     check_bool("flip", flip)
+    check_choice("augmentation", augmentation, (*AUGMENTATIONS, None), "one of cifar, imagenet, none, or None (by image size)")
     pad = check_int("pad", pad, 0, optional=True, none_means="an eighth of the image")
     if (x_validation is None) != (y_validation is None):
         raise ValueError("pass both x_validation and y_validation, or neither")
@@ -307,26 +404,9 @@ def from_arrays(
     names = tuple(str(c) for c in (class_names if class_names is not None else range(top + 1)))
     if len(names) <= top:
         raise ValueError(f"class_names has {len(names)} names, but the labels go up to {top}")
-    counts = {k: 0 if v is None else len(arrays[k][1]) for k, v in splits.items()}
-    mean, std = _channel_stats(splits["train"])
-    augmentation = {
-        "enabled": bool(augment),
-        "pad": (max(1, shape[0] // 8) if pad is None else pad) if augment else 0,
-        "flip": bool(flip) and bool(augment),
-    }
-    pipelines = {
-        key: None if ds is None else _pipeline(
-            ds.cache(), training=key == "train", batch_size=batch_size, seed=seed,
-            augmentation=augmentation, shuffle_buffer=max(counts[key], 1), tf=tf,
-        )
-        for key, ds in splits.items()
-    }
-    return Dataset(
-        name=name, train=pipelines["train"], validation=pipelines["validation"], test=pipelines["test"],
-        input_shape=tuple(int(d) for d in shape), num_classes=len(names), class_names=names, mean=mean,
-        std=std, train_count=counts["train"], validation_count=counts["validation"],
-        test_count=counts["test"], batch_size=batch_size, augmentation=augmentation,
-    )
+    return _in_memory(name, splits, names, batch_size=batch_size, seed=seed, augment=augment,
+                      augmentation=augmentation, flip=flip, pad=pad, cache=True,
+                      shuffle_buffer=max(len(np.asarray(y_train)), 1), stats=None)
 
 
 def preprocessing(source, name: str = "normalize"):
@@ -445,122 +525,93 @@ def _tfds(name, image_size, validation_split, data_dir):
     return {k: fix(v) for k, v in loaded.items()}, class_names
 
 
-def _folder(root, image_size, validation_split):
-    import keras
-    import numpy as np
-
-    layout = {p.name: p for p in root.iterdir() if p.is_dir() and p.name in ("train", "validation", "test")}
-    predefined = "train" in layout and "test" in layout
-    roots = [layout[k] for k in ("train", "validation", "test") if k in layout] if predefined else [root]
-    classes = _class_folders(roots[0])
-    sizes, gray = Counter(), True
-    for r in roots:
-        if predefined and _class_folders(r) != classes:
-            raise ValueError(f"{r} must hold the same class folders as {roots[0]}: {classes}")
-        for _, size, mode in _scan_images(r, classes):
-            sizes[size] += 1
-            gray &= mode in ("1", "L", "I;16", "I", "F")
-    if image_size is None:
-        (width, height), _ = sizes.most_common(1)[0]
-        size = (height, width)
-    else:
-        size = (image_size, image_size)
-
-    def read(directory):
-        return keras.utils.image_dataset_from_directory(
-            directory, labels="inferred", label_mode="int", class_names=classes,
-            color_mode="grayscale" if gray else "rgb", batch_size=None, image_size=size,
-            shuffle=False, interpolation="bilinear", verbose=False,
-        )
-
+def _load_folder(name, root, *, image_size, batch_size, validation_split, seed, augment, augmentation, flip, pad,
+                 cache, shuffle_buffer, bad_files, skipped_files, stats) -> Dataset:
+    """A folder's dataset: files listed and split at once, images decoded by the pipelines."""
     import tensorflow as tf
 
-    def as_uint8(ds):
-        return ds.map(lambda x, y: (tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), tf.cast(y, tf.int64)))
+    from keras_resnet import folders
+    from keras_resnet.images import decode, decode_random_crop
 
-    def labels_of(ds, directory):
-        return np.array([classes.index(Path(f).relative_to(directory).parts[0]) for f in ds.file_paths])
+    index = folders.index_folder(root, validation_split, FOLDER_TEST_SPLIT, SPLIT_SEED)
+    train_paths = index.splits["train"][0]
+    size, channels = folders.inspect_headers(train_paths)
+    if image_size is not None:
+        size = (image_size, image_size)
+    elif size is None:
+        raise ValueError(f"none of the sampled images in {str(root)!r} could be opened; are they images?")
+    shape = (*size, channels)
+    settings = augmentation_settings(shape, augment, augmentation, True if flip is None else flip, pad)
+    if bad_files == "skip" and skipped_files is None:
+        import tempfile
 
-    if predefined:
-        read_splits = {k: read(layout[k]) for k in layout}
-        splits = {k: as_uint8(v) for k, v in read_splits.items()}
-        splits.setdefault("validation", None)
-        if "validation" not in layout and validation_split > 0:
-            labels = labels_of(read_splits["train"], layout["train"])
-            parts = _stratified(labels, validation_split)
-            splits["validation"] = _select(splits["train"], parts["chosen"], len(labels), tf)
-            splits["train"] = _select(splits["train"], parts["rest"], len(labels), tf)
-        return splits, classes
+        handle, skipped_files = tempfile.mkstemp(prefix="keras-resnet-skipped-", suffix=".txt")
+        os.close(handle)
+    log = None if skipped_files is None else os.path.abspath(skipped_files)
+    fit = settings["fit"]
 
-    full = read(root)
-    labels = labels_of(full, root)
-    total = len(labels)
-    parts = _stratified(labels, FOLDER_TEST_SPLIT)
-    train_idx, val_idx = parts["rest"], None
-    if validation_split > 0:
-        inner = _stratified(labels[train_idx], validation_split)
-        train_idx, val_idx = train_idx[inner["rest"]], train_idx[inner["chosen"]]
-    full = as_uint8(full)
-    splits = {
-        "train": _select(full, train_idx, total, tf),
-        "validation": None if val_idx is None else _select(full, val_idx, total, tf),
-        "test": _select(full, parts["chosen"], total, tf),
-    }
-    return splits, classes
+    def evaluate(contents, _):
+        return decode(contents, channels, size, fit)
 
+    def stream(paths, labels, transform=evaluate, shuffle_seed=None, batch=batch_size):
+        return folders.file_pipeline(paths, labels, transform, output_shape=shape, batch_size=batch,
+                                     shuffle_seed=shuffle_seed, bad_files=bad_files, log=log)
 
-def _class_folders(root: Path) -> list[str]:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ValueError(f"dataset folder {str(root)!r} has no class sub-folders (expected one folder of images per class)")
-    return classes
+    if stats is None:
+        paths, labels = index.splits["train"]
+        sample = folders.evenly_spaced(list(range(len(paths))), folders.STATS_SAMPLE)
+        try:
+            stats = _channel_stats(stream([paths[i] for i in sample], labels[sample], batch=256), batched=True)
+        except tf.errors.InvalidArgumentError as e:
+            folders.reraise_unreadable(e)
+            raise
 
-
-def _scan_images(root: Path, classes):
-    """Decodes every image under ``root``'s class folders; yields (path, (w, h), mode)."""
-    from PIL import Image
-
-    count = 0
-    for cls in classes:
-        for path in sorted((root / cls).rglob("*")):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-                continue
-            try:
-                with Image.open(path) as im:
-                    im.load()  # verify() misses truncated data; a full decode does not
-                    size, mode = im.size, im.mode
-            except Exception as e:
-                raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
-            count += 1
-            yield str(path), size, mode
-    if count == 0:
-        raise ValueError(f"dataset folder {str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
-
-
-def _stratified(labels, fraction):
-    """Indices split per class: {"chosen": about ``fraction`` of each class, "rest": the others}."""
-    import numpy as np
-
-    rng = np.random.default_rng(SPLIT_SEED)
-    chosen, rest = [], []
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        # At least one image per class on each side, where the class has two.
-        k = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1) if len(idx) > 1 else 0
-        chosen.append(idx[:k])
-        rest.append(idx[k:])
-    return {"chosen": np.sort(np.concatenate(chosen)), "rest": np.sort(np.concatenate(rest))}
+    counts = {k: 0 if v is None else len(v[0]) for k, v in index.splits.items()}
+    pipelines = {}
+    for key in ("validation", "test"):
+        if index.splits[key] is None:
+            pipelines[key] = None
+            continue
+        ds = stream(*index.splits[key])
+        if cache is not False:
+            ds = _cache(ds, cache, key, counts[key], batched=True)
+        pipelines[key] = _as_float(ds, tf)
+    cached_train = cache is not False and settings["recipe"] != "imagenet" and (
+        isinstance(cache, str) or counts["train"] * math.prod(shape) <= MEMORY_CACHE_LIMIT
+    )
+    if cached_train:  # decoded once, then shuffled and augmented in memory
+        ds = _cache(stream(*index.splits["train"]).unbatch(), cache, "train", counts["train"])
+        pipelines["train"] = _pipeline(ds, training=True, batch_size=batch_size, seed=seed, augmentation=settings,
+                                       shuffle_buffer=shuffle_buffer, tf=tf)
+    else:  # files shuffled by name each epoch, decoded and cropped in one parallel step
+        augment_one = _augmenter({**settings, "flip": False}, tf)
+        if settings["recipe"] == "imagenet":
+            def transform(contents, image_seed):
+                return decode_random_crop(contents, channels, size, image_seed)
+        else:
+            def transform(contents, image_seed):
+                return augment_one(evaluate(contents, None), image_seed)
+        ds = stream(*index.splits["train"], transform, shuffle_seed=seed)
+        if settings["flip"]:
+            ds = _flip_batches(ds, seed, tf)
+        pipelines["train"] = _as_float(ds, tf)
+    return Dataset(
+        name=name, train=pipelines["train"], validation=pipelines["validation"], test=pipelines["test"],
+        input_shape=shape, num_classes=len(index.class_names), class_names=index.class_names,
+        mean=stats[0], std=stats[1], train_count=counts["train"], validation_count=counts["validation"],
+        test_count=counts["test"], batch_size=batch_size, augmentation=settings,
+        skipped_files=log,
+    )
 
 
-def _select(ds, indices, total, tf):
-    """The elements of ``ds`` (of ``total`` elements) at the sorted ``indices``."""
-    import numpy as np
-
-    mask = np.zeros(total, bool)
-    mask[indices] = True
-    mask = tf.constant(mask)
-    picked = ds.enumerate().filter(lambda i, xy: mask[i]).map(lambda i, xy: xy)
-    return picked.apply(tf.data.experimental.assert_cardinality(len(indices)))
+def _check_stats(stats) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    try:
+        mean, std = ([float(v) for v in part] for part in stats)
+    except (TypeError, ValueError):
+        raise ValueError(f"stats must be a (mean, std) pair of per-channel number sequences; received stats={stats!r}") from None
+    if len(mean) != len(std) or not mean or min(std) <= 0:
+        raise ValueError(f"stats needs per-channel means and positive stds of equal length; received stats={stats!r}")
+    return tuple(mean), tuple(std)
 
 
 # ---- pipelines ------------------------------------------------------------------------------
@@ -570,6 +621,14 @@ def _resize_uint8(image, size, tf):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
+def _center_crop_uint8(image, size, tf):
+    from keras_resnet.images import center_crop, resize
+
+    out = resize(center_crop(image, size), size)
+    out.set_shape([*size, image.shape[-1]])
+    return out
+
+
 def _count(ds) -> int:
     n = int(ds.cardinality())
     if n >= 0:
@@ -577,40 +636,61 @@ def _count(ds) -> int:
     return int(ds.reduce(0, lambda c, _: c + 1))
 
 
-def _channel_stats(ds) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _channel_stats(ds, batched: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation over a split (one pass, float64 sums)."""
     import numpy as np
 
     total = sq = None
     n = 0
-    for images, _ in ds.batch(1024).as_numpy_iterator():
+    for images, _ in (ds if batched else ds.batch(1024)).as_numpy_iterator():
         x = images.astype("float64").reshape(-1, images.shape[-1])
         total = x.sum(0) if total is None else total + x.sum(0)
         sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
         n += x.shape[0]
+    if not n:
+        raise ValueError("no training image could be read to measure the normalisation statistics")
     mean = total / n
     # A constant channel carries no signal; a floor of one grey level keeps the division sane.
     std = np.maximum(np.sqrt(np.maximum(sq / n - mean * mean, 0.0)), 1.0)
     return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
 
 
-def _cache(ds, cache, name, count):
+def _cache(ds, cache, name, count, batched=False):
     if isinstance(cache, str):
         os.makedirs(cache, exist_ok=True)
         return ds.cache(os.path.join(cache, name))
-    if cache and count * math.prod(ds.element_spec[0].shape) <= MEMORY_CACHE_LIMIT:
+    image_shape = ds.element_spec[0].shape[1:] if batched else ds.element_spec[0].shape
+    if cache and count * math.prod(image_shape) <= MEMORY_CACHE_LIMIT:
         return ds.cache()
     return ds
 
 
-def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, tf):
-    if training:
+def _as_float(batches, tf):
+    return batches.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _flip_batches(batches, seed, tf):
+    """Mirrors a random half of each batch's images (one draw per image from a seeded stream)."""
+    seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+
+    def flip(batch, pair):
+        images, labels = batch
+        mirror = tf.random.stateless_uniform([tf.shape(images)[0]], seed=pair) < 0.5
+        return tf.where(mirror[:, None, None, None], tf.reverse(images, [2]), images), labels
+
+    return tf.data.Dataset.zip(batches, seeds).map(flip, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, tf, shuffled=False):
+    """Batches a split; a training split held in memory is shuffled and augmented here too
+    (``shuffled``: the source already did both, as a folder streamed from disk does)."""
+    if training and not shuffled:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        if augmentation["pad"] or augmentation["flip"]:
+        if augmentation["recipe"] != "none":
             # One stateless seed per image from a seeded random stream that starts over
             # differently on each pass: images vary per epoch and repeat exactly per seed.
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            augment = _augmenter(augmentation["pad"], augmentation["flip"], tf)
+            augment = _augmenter(augmentation, tf)
             ds = tf.data.Dataset.zip(ds, seeds).map(
                 lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE
             )
@@ -618,15 +698,33 @@ def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, t
     return ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(pad, flip, tf):
+def _split_seed(seed, k, tf):
+    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)[k]
+
+
+def _augmenter(settings, tf):
+    """``(uint8 image, (2,) seed) -> image``: the recipe's random transformations.
+
+    The flip is ``tf.image``'s stateless flip rather than ``keras.layers.RandomFlip``: the
+    Keras layer draws from a generator whose state the parallel pipeline would share, while a
+    seed per image keeps every epoch reproducible and independent of the thread timing.
+    """
+    from keras_resnet.images import random_resized_crop
+
+    pad, flip, recipe = settings["pad"], settings["flip"], settings["recipe"]
+
     def augment(image, seed):
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        if pad:
+        if recipe == "imagenet" and image.shape[0] is not None:
+            if image.shape.is_fully_defined():  # an image held in memory at the input size
+                size = image.shape[:2]
+                image = random_resized_crop(image, size, _split_seed(seed, 0, tf))
+                image.set_shape([*size, image.shape[-1]])
+        if recipe == "cifar" and pad:
             shape = image.shape
             padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-            image = tf.image.stateless_random_crop(padded, size=shape, seed=crop_seed)
+            image = tf.image.stateless_random_crop(padded, size=shape, seed=_split_seed(seed, 1, tf))
         if flip:
-            image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+            image = tf.image.stateless_random_flip_left_right(image, seed=_split_seed(seed, 2, tf))
         return image
 
     return augment

@@ -37,7 +37,7 @@ CENTER_CROP_FRACTION = 0.875  # the ImageNet evaluation crop (224 of 256)
 CROP_SCALE = (0.08, 1.0)  # random-resized-crop: area fraction (Szegedy et al., 2015) ...
 CROP_RATIO = (3 / 4, 4 / 3)  # ... and aspect ratio of the sampled window
 EVALUATION_CROP_MIN_SIZE = 64  # inputs this large are evaluated ImageNet-style (centre crop)
-EXIF_SEARCH_BYTES = 65536  # an APP1 (EXIF) segment is at most 64 KiB and comes first
+_EXIF_READ_BYTES = 1024  # the TIFF header and first directory (64 entries of 12 bytes)
 _ORIENTATION_TAG = 0x0112
 _MAX_IFD_ENTRIES = 64
 
@@ -68,30 +68,60 @@ def decode(contents, channels: int, size: Sequence[int] | None = None, fit: str 
     """
     import tensorflow as tf
 
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3; received channels={channels!r}")
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {', '.join(FITS)}; received fit={fit!r}")
+    _check(channels, fit)
     contents = tf.convert_to_tensor(contents, tf.string)
-    target = None if size is None else tf.constant([int(size[0]), int(size[1])], tf.int32)
+    if size is None:
+        image = _dispatch(contents, lambda: _decode_jpeg(contents, 1, tf), lambda: _decode_other(contents, tf), tf)
+        return _finish(image, channels, None, tf)
+    target = tf.constant([int(size[0]), int(size[1])], tf.int32)
+    if size[0] == size[1]:
+        stored_target = target
+    else:  # the target as the stored (not yet turned) image is laid out
+        stored_target = tf.where(exif_orientation(contents) >= 5, tf.reverse(target, [0]), target)
 
-    def generic():
-        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-        return _bmp_palette(contents, image, tf)
-
-    if target is None:
-        image = tf.cond(tf.io.is_jpeg(contents), lambda: _decode_jpeg(contents, 1, tf), generic)
-    else:
-        image = tf.cond(tf.io.is_jpeg(contents), lambda: _decode_jpeg_scaled(contents, target, fit, tf), generic)
-    image = _orient(image, exif_orientation(contents), tf)
-    if channels == 1:
-        image = _to_grey(image, tf)
-    image.set_shape([None, None, channels])
-    if target is None:
-        return image
     if fit == "center_crop":
-        image = center_crop(image, target, CENTER_CROP_FRACTION)
-    return resize(image, target)
+        def jpeg():
+            window = _center_window(tf.io.extract_jpeg_shape(contents)[:2], stored_target, tf)
+            return tf.io.decode_and_crop_jpeg(contents, window, channels=3, dct_method="INTEGER_ACCURATE")
+
+        def other():
+            image = _decode_other(contents, tf)
+            window = _center_window(tf.shape(image)[:2], stored_target, tf)
+            return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], -1])
+    else:
+        def jpeg():
+            return _decode_jpeg_scaled(contents, stored_target, tf)
+
+        def other():
+            return _decode_other(contents, tf)
+
+    return _finish(_dispatch(contents, jpeg, other, tf), channels, size, tf)
+
+
+def decode_random_crop(contents, channels: int, size: Sequence[int], seed, scale=CROP_SCALE, ratio=CROP_RATIO):
+    """Decodes a random window of an image (the ImageNet training crop), resized to ``size``.
+
+    The window covers ``scale`` of the image's area with an aspect ratio in ``ratio``
+    (:func:`random_resized_crop`'s rule), and is drawn from ``seed`` (a ``(2,)`` int tensor).
+    A JPEG decodes only that window. The window is drawn on the image as stored, before its
+    EXIF turn: the area and the (symmetric) aspect-ratio range are the same either way.
+    """
+    import tensorflow as tf
+
+    _check(channels, "stretch")
+    contents = tf.convert_to_tensor(contents, tf.string)
+
+    def jpeg():
+        begin, window = _random_window(tf.io.extract_jpeg_shape(contents), seed, scale, ratio, tf)
+        crop = tf.concat([begin[:2], window[:2]], 0)
+        return tf.io.decode_and_crop_jpeg(contents, crop, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        image = _decode_other(contents, tf)
+        begin, window = _random_window(tf.shape(image), seed, scale, ratio, tf)
+        return tf.slice(image, begin, window)
+
+    return _finish(_dispatch(contents, jpeg, other, tf), channels, size, tf)
 
 
 def evaluation_fit(size: Sequence[int]) -> str:
@@ -108,19 +138,24 @@ def evaluation_fit(size: Sequence[int]) -> str:
 
 
 def resize(image, size):
-    """Resizes a uint8 image to ``size`` (bilinear, antialiased when shrinking); a no-op at that size."""
+    """Resizes a uint8 image to ``size`` (bilinear, as Keras's loader; the same pixels at that size).
+
+    Big reductions happen before, where they are cheap: a JPEG is decoded at 1/2, 1/4 or 1/8
+    scale when that still covers the target.
+    """
     import tensorflow as tf
 
-    size = tf.cast(size, tf.int32)
-    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
-
-    def scaled():
-        resized = tf.image.resize(image, size, method="bilinear", antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
     channels = image.shape[-1]
-    out = tf.cond(same, lambda: tf.identity(image), scaled)
-    out.set_shape([None, None, channels])
+    # tf.image.resize's bilinear kernel without its argument checks: in a tf.data map each
+    # small op costs microseconds per image.
+    resized = tf.raw_ops.ResizeBilinear(images=tf.expand_dims(image, 0), size=tf.cast(size, tf.int32),
+                                        half_pixel_centers=True)[0]
+    # Bilinear weights are convex: the values stay in 0..255 and only need rounding.
+    out = tf.cast(resized + 0.5, tf.uint8)
+    if isinstance(size, (tuple, list)):
+        out.set_shape([int(size[0]), int(size[1]), channels])
+    else:
+        out.set_shape([None, None, channels])
     return out
 
 
@@ -128,13 +163,8 @@ def center_crop(image, size, fraction: float = CENTER_CROP_FRACTION):
     """The central window of ``image`` with ``size``'s aspect ratio, ``fraction`` of the largest one."""
     import tensorflow as tf
 
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    target = tf.cast(size, tf.float32)
-    scale = tf.reduce_min(shape / target) * fraction
-    window = tf.maximum(tf.cast(tf.round(target * scale), tf.int32), 1)
-    window = tf.minimum(window, tf.shape(image)[:2])
-    offset = (tf.shape(image)[:2] - window) // 2
-    return tf.image.crop_to_bounding_box(image, offset[0], offset[1], window[0], window[1])
+    window = _center_window(tf.shape(image)[:2], tf.convert_to_tensor(size, tf.int32), tf, fraction)
+    return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], -1])
 
 
 def random_resized_crop(image, size, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
@@ -147,20 +177,16 @@ def random_resized_crop(image, size, seed, scale=CROP_SCALE, ratio=CROP_RATIO):
     """
     import tensorflow as tf
 
-    whole = tf.constant([[[0.0, 0.0, 1.0, 1.0]]], tf.float32)
-    begin, window, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=whole, seed=seed, min_object_covered=0.0,
-        aspect_ratio_range=tuple(ratio), area_range=tuple(scale), max_attempts=10,
-        use_image_if_no_bounding_boxes=True,
-    )
+    begin, window = _random_window(tf.shape(image), seed, scale, ratio, tf)
     return resize(tf.slice(image, begin, window), size)
 
 
 def exif_orientation(contents):
     """The EXIF orientation (1-8) of a JPEG's bytes; 1 where there is none (or not a JPEG).
 
-    Parsed in TensorFlow ops from the APP1 segment: the ``Exif\\0\\0`` marker in the first
-    64 KiB, the TIFF header's byte order, and the 0x0112 entry of the first image directory.
+    Parsed in TensorFlow ops. The EXIF APP1 segment follows the start-of-image marker (EXIF
+    2.3, section 4.5.4), or a JFIF APP0 segment; in it, the TIFF header's byte order and the
+    0x0112 entry of the first image directory (within its first KiB) give the orientation.
 
     Example:
     >>> import io
@@ -173,42 +199,32 @@ def exif_orientation(contents):
     """
     import tensorflow as tf
 
+    # Branch-free (a tf.cond per image costs more than these few small ops): the directory is
+    # read at whatever offset the marker would be, and used only if the marker is there.
     contents = tf.convert_to_tensor(contents, tf.string)
-    head = tf.io.decode_raw(tf.strings.substr(contents, 0, EXIF_SEARCH_BYTES), tf.uint8)
-    data = tf.cast(head, tf.int32)
-    n = tf.size(data)
-    marker = [0x45, 0x78, 0x69, 0x66, 0, 0]  # "Exif\0\0"
-    span = tf.maximum(n - len(marker) + 1, 0)
-    hits = tf.ones([span], tf.bool)
-    for k, byte in enumerate(marker):
-        hits &= tf.equal(data[k:k + span], byte)
-    found = tf.where(hits)
+    length = tf.strings.length(contents)
+    start = tf.cast(tf.io.decode_raw(tf.strings.substr(tf.strings.join([contents, b"\0" * 6]), 0, 6), tf.uint8), tf.int32)
+    is_jpeg = tf.equal(start[0], 0xFF) & tf.equal(start[1], 0xD8)
+    jfif = tf.equal(start[2], 0xFF) & tf.equal(start[3], 0xE0)
+    # "Exif\0\0" sits 4 bytes into the APP1 segment: at 6, or after APP0 (2 + 2 + its length).
+    at = tf.minimum(tf.where(jfif, 8 + start[4] * 256 + start[5], 6), length)
+    found = is_jpeg & tf.equal(tf.strings.substr(contents, at, 6), b"Exif\0\0")
+    tiff = tf.minimum(at + 6, length)
+    padded = tf.strings.join([tf.strings.substr(contents, tiff, _EXIF_READ_BYTES), b"\0" * _EXIF_READ_BYTES])
+    data = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _EXIF_READ_BYTES), tf.uint8), tf.int32)
+    little = tf.equal(data[0], 0x49)  # "II": little-endian; "MM": big-endian
 
-    def at(i):  # a byte, 0 past the end
-        i = tf.convert_to_tensor(i)
-        inside = (i >= 0) & (i < n)
-        return tf.where(inside, tf.gather(data, tf.clip_by_value(i, 0, tf.maximum(n - 1, 0))), 0)
+    def u16(i):
+        i = tf.clip_by_value(i, 0, _EXIF_READ_BYTES - 2)
+        lo, hi = tf.gather(data, i), tf.gather(data, i + 1)
+        return tf.where(little, lo + 256 * hi, 256 * lo + hi)
 
-    def parse():
-        tiff = tf.cast(found[0, 0], tf.int32) + len(marker)
-        little = tf.equal(at(tiff), 0x49)  # "II": little-endian; "MM": big-endian
-
-        def u16(i):
-            return tf.where(little, at(i) + 256 * at(i + 1), 256 * at(i) + at(i + 1))
-
-        def u32(i):
-            return tf.where(little, u16(i) + 65536 * u16(i + 2), 65536 * u16(i) + u16(i + 2))
-
-        ifd = tiff + u32(tiff + 4)
-        entries = ifd + 2 + 12 * tf.range(_MAX_IFD_ENTRIES)
-        tags = u16(entries)
-        valid = tf.range(_MAX_IFD_ENTRIES) < u16(ifd)
-        match = tf.where(valid & tf.equal(tags, _ORIENTATION_TAG))
-        value = tf.cond(tf.size(match) > 0, lambda: u16(entries[tf.cast(match[0, 0], tf.int32)] + 8), lambda: 1)
-        return tf.where((value >= 1) & (value <= 8), value, 1)
-
-    is_jpeg = tf.equal(tf.strings.substr(contents, 0, 2), b"\xff\xd8")
-    return tf.cond(is_jpeg & (tf.shape(found)[0] > 0), parse, lambda: tf.constant(1, tf.int32))
+    ifd = tf.where(little, u16(4) + 65536 * u16(6), 65536 * u16(4) + u16(6))
+    entries = ifd + 2 + 12 * tf.range(_MAX_IFD_ENTRIES)
+    valid = (tf.range(_MAX_IFD_ENTRIES) < u16(ifd)) & (entries + 10 <= _EXIF_READ_BYTES)
+    hits = tf.cast(valid & tf.equal(u16(entries), _ORIENTATION_TAG), tf.int32)
+    value = tf.reduce_sum(hits * u16(entries + 8))  # at most one entry has the tag
+    return tf.where(found & (value >= 1) & (value <= 8), value, 1)
 
 
 def read_image_file(path, channels: int, size: Sequence[int] | None = None, fit: str = "stretch"):
@@ -229,15 +245,59 @@ def read_image_file(path, channels: int, size: Sequence[int] | None = None, fit:
 
 # ---- pieces --------------------------------------------------------------------------------------
 
-def _decode_jpeg_scaled(contents, target, fit, tf):
-    """A JPEG decoded at the smallest of 1, 1/2, 1/4, 1/8 scale that still covers the target."""
+def _check(channels, fit):
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3; received channels={channels!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}; received fit={fit!r}")
+
+
+def _dispatch(contents, jpeg, other, tf):
+    """Decodes with ``jpeg()`` or ``other()`` by content, turning JPEGs with EXIF upright.
+
+    One branch per image: a ``tf.cond`` costs about a fifth of decoding a small JPEG, and two
+    string comparisons find the EXIF segment that most files do not have.
+    """
+    has_exif = tf.equal(tf.strings.substr(contents, 6, 4), b"Exif") | tf.equal(tf.strings.substr(contents, 24, 4), b"Exif")
+    index = tf.where(tf.io.is_jpeg(contents), tf.where(has_exif, 2, 1), 0)
+    return tf.switch_case(index, [other, jpeg, lambda: _orient(jpeg(), exif_orientation(contents), tf)])
+
+
+def _finish(image, channels, size, tf):
+    """Converts the channels and resizes."""
+    if channels == 1:
+        image = _to_grey(image, tf)
+    image.set_shape([None, None, channels])
+    return image if size is None else resize(image, [int(size[0]), int(size[1])])
+
+
+def _decode_other(contents, tf):
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    return _bmp_palette(contents, image, tf)
+
+
+def _center_window(shape, target, tf, fraction=CENTER_CROP_FRACTION):
+    """``[top, left, height, width]`` of the central window with ``target``'s aspect ratio."""
+    scale = tf.reduce_min(tf.cast(shape, tf.float32) / tf.cast(target, tf.float32)) * fraction
+    window = tf.clip_by_value(tf.cast(tf.round(tf.cast(target, tf.float32) * scale), tf.int32), 1, shape)
+    offset = (shape - window) // 2
+    return tf.concat([offset, window], 0)
+
+
+def _random_window(shape, seed, scale, ratio, tf):
+    """``(begin, size)`` for ``tf.slice`` of a random window of an image of ``shape`` (3-D)."""
+    begin, window, _ = tf.raw_ops.StatelessSampleDistortedBoundingBox(
+        image_size=tf.cast(shape, tf.int32), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        min_object_covered=0.0, seed=tf.cast(seed, tf.int64), aspect_ratio_range=[float(r) for r in ratio],
+        area_range=[float(a) for a in scale], max_attempts=10, use_image_if_no_bounding_boxes=True,
+    )
+    return begin, window
+
+
+def _decode_jpeg_scaled(contents, target, tf):
+    """A JPEG decoded at the smallest of 1, 1/2, 1/4, 1/8 scale that still covers ``target``."""
     shape = tf.io.extract_jpeg_shape(contents)[:2]
-    # The orientation may swap height and width: compare the short sides for a crop (whose
-    # target is square or nearly so) and each side against the larger target side otherwise.
-    if fit == "center_crop":
-        room = tf.cast(tf.reduce_min(shape), tf.float32) * CENTER_CROP_FRACTION / tf.cast(tf.reduce_max(target), tf.float32)
-    else:
-        room = tf.cast(tf.reduce_min(shape), tf.float32) / tf.cast(tf.reduce_max(target), tf.float32)
+    room = tf.reduce_min(tf.cast(shape, tf.float32) / tf.cast(target, tf.float32))
     ratio_index = tf.cast(tf.clip_by_value(tf.floor(tf.math.log(tf.maximum(room, 1.0)) / tf.math.log(2.0)), 0, 3), tf.int32)
     branches = [lambda r=r: _decode_jpeg(contents, r, tf) for r in (1, 2, 4, 8)]
     return tf.switch_case(ratio_index, branches)
@@ -250,18 +310,18 @@ def _decode_jpeg(contents, ratio, tf):
 
 
 def _orient(image, orientation, tf):
-    """Turns ``image`` upright for an EXIF orientation (PIL.ImageOps.exif_transpose's table)."""
-    branches = [
-        lambda: image,  # 1: as stored
-        lambda: tf.image.flip_left_right(image),  # 2
-        lambda: tf.image.rot90(image, 2),  # 3
-        lambda: tf.image.flip_up_down(image),  # 4
-        lambda: tf.image.transpose(image),  # 5
-        lambda: tf.image.rot90(image, 3),  # 6: stored turned left; shown turned right
-        lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7
-        lambda: tf.image.rot90(image, 1),  # 8
-    ]
-    return tf.switch_case(orientation - 1, branches)
+    """Turns ``image`` upright for an EXIF orientation (PIL.ImageOps.exif_transpose's table).
+
+    Each orientation is a transpose (5-8) followed by a left-right and / or an up-down mirror;
+    both take their settings as tensors, so there is no branch (and nothing is copied for 1).
+    """
+    o = orientation
+    transpose = o >= 5
+    image = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
+    left_right = tf.equal(o, 2) | tf.equal(o, 3) | tf.equal(o, 6) | tf.equal(o, 7)
+    up_down = tf.equal(o, 3) | tf.equal(o, 4) | tf.equal(o, 7) | tf.equal(o, 8)
+    axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([up_down, left_right]))
+    return tf.reverse(image, axes)
 
 
 def _to_grey(image, tf):

@@ -68,7 +68,7 @@ def shifts_of(image, pad):
 def test_augmentation_is_a_random_translation_without_flips_for_digits():
     plain = load_dataset("digits", batch_size=128, augment=False, seed=3)
     augmented = load_dataset("digits", batch_size=128, seed=3)
-    assert augmented.augmentation == {"enabled": True, "pad": 2, "flip": False}
+    assert augmented.augmentation == {"recipe": "cifar", "pad": 2, "flip": False, "scale": None, "ratio": None, "fit": "stretch"}
     x0, y0 = arrays(plain.train)
     x1, y1 = arrays(augmented.train)
     np.testing.assert_array_equal(y0, y1)  # the same shuffle: augmentation does not reorder
@@ -109,7 +109,7 @@ def test_tfds_path_on_mock_data(tmp_path):
         x, y = next(ds.train.as_numpy_iterator())
         x_test, y_test = arrays(ds.test)
     assert ds.input_shape == (32, 32, 3) and ds.num_classes == 10 and len(ds.class_names) == 10
-    assert ds.augmentation == {"enabled": True, "pad": 4, "flip": True}
+    assert ds.augmentation == {"recipe": "cifar", "pad": 4, "flip": True, "scale": None, "ratio": None, "fit": "stretch"}
     assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int64
     assert 0 <= x.min() and x.max() <= 255 and np.all((0 <= y) & (y < 10))
     assert x_test.shape == (ds.test_count, 32, 32, 3) and ds.test_count > 0
