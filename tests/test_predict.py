@@ -9,10 +9,11 @@ import shutil
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import keras_resnet
-from keras_resnet import cli, export
+from keras_resnet import cli, export, litert
 from keras_resnet.images import read_image_file
 from keras_resnet.models import ResNet
 from keras_resnet.predict import load_classifier, predict, resolve_model
@@ -38,7 +39,7 @@ def band_images(n, seed):
 
 @pytest.fixture(scope="module")
 def trained():
-    x, y = band_images(500, seed=1)
+    x, y = band_images(300, seed=1)
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input(SHAPE), keras.layers.Rescaling(1 / 255), ResNet(depth=8, input_shape=SHAPE, classes=CLASSES)],
@@ -61,7 +62,8 @@ def files(trained, tmp_path_factory):
     base = root / "base"
     x_test, y_test = band_images(100, seed=2)
     records = export.export_all(model, "tiny", base, tflite=["float32", "int8"], representative_data=x_train,
-                                x_test=x_test, y_test=y_test, class_names=NAMES, int8_io="int8", latency_runs=1)
+                                x_test=x_test, y_test=y_test, class_names=NAMES, int8_io="int8", latency_runs=1,
+                                calibration_samples=100)
     assert all(r["kept"] for r in records), records
     # Later versions (10 > 9 > 2: numeric order) with their own class names; staging and failed
     # folders are not versions.
@@ -70,8 +72,17 @@ def files(trained, tmp_path_factory):
         (base / "tiny" / version / "assets" / "class_names.txt").write_text(
             "\n".join(f"{n}-{version}" for n in NAMES) + "\n")
     tflite = base / "tiny" / "tflite"
+    # A fixed batch of one and uint8 input and output: the file runs one image per call.
+    fixed = root / "fixed"
+    serve = tf.function(lambda images: {"probabilities": model(images, training=False)}).get_concrete_function(
+        tf.TensorSpec([1, *SHAPE], tf.float32, name="images"))
+    module = tf.Module()
+    module.weights = list(serve.variables)  # the tf.Variables themselves, so the converter folds them
+    tf.saved_model.save(module, str(fixed), signatures=serve)
+    (root / "fixed.tflite").write_bytes(litert.convert_saved_model(fixed, "int8", x_train[:100].astype("float32"), "uint8"))
     return {"keras": run / "model.keras", "saved_model": base / "tiny" / "1", "base_name": base / "tiny",
-            "tflite_float32": tflite / "tiny_1_float32.tflite", "tflite_int8": tflite / "tiny_1_int8.tflite"}
+            "tflite_float32": tflite / "tiny_1_float32.tflite", "tflite_int8": tflite / "tiny_1_int8.tflite",
+            "tflite_uint8_batch_1": root / "fixed.tflite"}
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +99,8 @@ def images(tmp_path_factory):
         image.save(path, quality=95) if path.suffix == ".jpg" else image.save(path)
         paths.append(path)
     (folder / "notes.png").write_text("not an image")
-    (folder / "cut.png").write_bytes(paths[0].read_bytes()[:40])
-    bad = {"corrupt": folder / "notes.png", "truncated": folder / "cut.png", "missing": folder / "gone.png"}
+    (folder / "cut.jpg").write_bytes(paths[2].read_bytes()[:300])
+    bad = {"corrupt": folder / "notes.png", "truncated": folder / "cut.jpg", "missing": folder / "gone.png"}
     return paths, bad
 
 
@@ -97,33 +108,6 @@ def keras_probabilities(model, paths):
     """The reference: the Keras model on the pixels that the shared decoder gives."""
     pixels = np.stack([read_image_file(p, SHAPE[2], SHAPE[:2], "stretch") for p in paths]).astype("float32")
     return np.asarray(model(pixels, training=False))
-
-
-@pytest.mark.parametrize("kind", ["keras", "saved_model", "base_name", "tflite_float32", "tflite_int8"])
-def test_every_model_kind_agrees_with_keras_on_decoded_pixels(kind, files, images, trained):
-    paths, _ = images
-    expected = keras_probabilities(trained[0], paths)
-    assert expected.max(axis=1).min() > 0.6  # confident, so that int8 keeps every top class
-    results = predict(files[kind], [str(p) for p in paths], top_k=CLASSES)
-    suffix = "-10" if kind == "base_name" else ""  # BASE/NAME: the latest version's names
-    tolerance = INT8_TOLERANCE if kind == "tflite_int8" else FLOAT_TOLERANCE
-    for r, p, path in zip(results, expected, paths):
-        assert r.error is None and r.path == str(path)
-        assert r.class_ids[0] == p.argmax() and r.label == NAMES[p.argmax()] + suffix
-        assert [name for name, _ in r.top_k] == [NAMES[i] + suffix for i in r.class_ids]
-        np.testing.assert_allclose([prob for _, prob in r.top_k], p[r.class_ids], atol=tolerance)
-        assert path.stem.endswith(NAMES[p.argmax()])  # the trained model is right, too
-
-
-def test_resolve_model_kinds_versions_and_names(files):
-    base_name = resolve_model(files["base_name"])
-    assert (base_name.kind, base_name.path.name, base_name.version) == ("saved_model", "10", 10)
-    assert base_name.class_names_file == files["base_name"] / "10" / "assets" / "class_names.txt"
-    assert resolve_model(files["keras"]).class_names_file.name == "metrics.json"
-    int8 = resolve_model(files["tflite_int8"])
-    assert (int8.kind, int8.version) == ("tflite", 1)
-    assert int8.class_names_file == files["base_name"] / "1" / "assets" / "class_names.txt"
-    assert predict_module.model_versions(files["base_name"]) == [1, 2, 10]
 
 
 def test_in_memory_model_arrays_batching_and_top_k(trained, images):
@@ -143,6 +127,38 @@ def test_in_memory_model_arrays_batching_and_top_k(trained, images):
     # A Classifier loads once and serves many calls.
     classifier = load_classifier(model, labels=NAMES)
     assert predict(classifier, paths[:1])[0].label == NAMES[expected[0].argmax()]
+
+
+@pytest.mark.parametrize(
+    "kind", ["keras", "saved_model", "base_name", "tflite_float32", "tflite_int8", "tflite_uint8_batch_1"])
+def test_every_model_kind_agrees_with_keras_on_decoded_pixels(kind, files, images, trained):
+    paths, _ = images
+    expected = keras_probabilities(trained[0], paths)
+    assert expected.max(axis=1).min() > 0.6  # confident, so that int8 keeps every top class
+    # Batches of 4 and 2: a TFLite input with a free batch dimension is resized to each.
+    results = predict(files[kind], [str(p) for p in paths], top_k=CLASSES, batch_size=4)
+    names = {"base_name": [f"{n}-10" for n in NAMES],  # BASE/NAME: the latest version's names
+             "tflite_uint8_batch_1": ["0", "1", "2"]}.get(kind, NAMES)  # nothing names its classes
+    tolerance = INT8_TOLERANCE if "int8" in kind or "uint8" in kind else FLOAT_TOLERANCE
+    for r, p, path in zip(results, expected, paths):
+        assert r.error is None and r.path == str(path)
+        assert r.class_ids[0] == p.argmax() and r.label == names[p.argmax()]
+        assert [name for name, _ in r.top_k] == [names[i] for i in r.class_ids]
+        np.testing.assert_allclose([prob for _, prob in r.top_k], p[r.class_ids], atol=tolerance)
+        assert path.stem.endswith(NAMES[p.argmax()])  # the trained model is right, too
+
+
+def test_resolve_model_kinds_versions_and_names(files):
+    base_name = resolve_model(files["base_name"])
+    assert (base_name.kind, base_name.path.name, base_name.version) == ("saved_model", "10", 10)
+    assert base_name.class_names_file == files["base_name"] / "10" / "assets" / "class_names.txt"
+    assert resolve_model(files["keras"]).class_names_file.name == "metrics.json"
+    int8 = resolve_model(files["tflite_int8"])
+    assert (int8.kind, int8.version) == ("tflite", 1)
+    assert int8.class_names_file == files["base_name"] / "1" / "assets" / "class_names.txt"
+    assert predict_module.model_versions(files["base_name"]) == [1, 2, 10]
+    fixed = litert.TFLiteRunner(files["tflite_uint8_batch_1"]).input
+    assert fixed["shape_signature"][0] == 1 and fixed["dtype"] == np.uint8
 
 
 def test_unreadable_images_are_named_and_the_others_classified(trained, images):
