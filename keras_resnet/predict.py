@@ -55,6 +55,9 @@ DEFAULT_BATCH_SIZE = 32
 SIGNATURE = "serving_default"
 METRICS_FILE = "metrics.json"  # a training run's summary; its "class_names" name the classes
 _TFLITE_MAGIC = b"TFL3"  # the flatbuffer's file identifier, at bytes 4-8
+# TensorFlow's op errors wrap their message in "{{function_node ...}} ... [Op:DecodeImage] name:";
+# read_image_file passes that through, and a person needs only the middle.
+_OP_ERROR_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](?: name:.*)?$")
 _EXPECTED = "a .keras file, a SavedModel folder, a BASE/NAME folder of versions or a .tflite file"
 
 
@@ -473,7 +476,7 @@ def predict(
                 pixels.append(read_image_file(items[i], channels, (height, width), fit).astype("float32"))
                 done.append(i)
             except ValueError as e:
-                errors[i] = str(e)
+                errors[i] = _OP_ERROR_NOISE.sub("", str(e))
         probabilities = dict(zip(done, classifier(np.stack(pixels)))) if pixels else {}
         for i in range(start, min(start + batch_size, len(items))):
             path = str(items[i]) if isinstance(items[i], (str, os.PathLike)) else None

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -168,6 +172,7 @@ def test_unreadable_images_are_named_and_the_others_classified(trained, images):
     assert [r.error is None for r in results] == [True, False, False, False, True]
     for r, path in zip(results[1:4], (bad["corrupt"], bad["missing"], bad["truncated"])):
         assert str(path) in r.error and r.top_k == [] and r.label is None
+        assert "function_node" not in r.error and "[Op:" not in r.error  # TensorFlow's wrapping is cut
         assert r.to_dict() == {"path": str(path), "predictions": [], "error": r.error}
 
 
@@ -285,3 +290,18 @@ def test_cli_bad_arguments_exit_2_before_tensorflow(args, message, files, images
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_entry_point_exit_status_and_quiet_stderr(files, images):
+    paths, bad = images
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("keras-resnet")), "predict", str(files["tflite_int8"]), str(paths[0]),
+         str(bad["corrupt"]), "--top-k", "1"], capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 1, result.stderr
+    label = paths[0].stem.split("_")[1]  # the file's name holds its class; the trained model gets it right
+    assert result.stdout.splitlines()[2].split()[:3] == [str(paths[0]), "1", label]
+    # Only the unreadable image is named on stderr: no TensorFlow or TFLite start-up lines.
+    assert result.stderr.splitlines() == [f"keras-resnet: cannot read image {str(bad['corrupt'])!r}: "
+                                          "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required."]
