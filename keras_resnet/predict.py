@@ -273,7 +273,11 @@ def _check_names(names, classes: int, what: str) -> tuple[str, ...]:
 
 def _travelling_names(source: ModelSource, classes: int) -> tuple[str, ...]:
     """The class names that travel with the model; the indices as strings where none do."""
-    names = read_class_names(source.class_names_file) if source.class_names_file else None
+    try:
+        names = read_class_names(source.class_names_file) if source.class_names_file else None
+    except ValueError as e:  # a damaged metrics.json must not stop predictions
+        warnings.warn(f"{e}; using the class indices", stacklevel=4)
+        names = None
     if names is not None:
         if len(names) == classes:
             return tuple(names)

@@ -187,6 +187,9 @@ def test_labels_from_files_and_their_checks(files, tmp_path, images):
     plain = tmp_path / "plain.keras"
     shutil.copy(files["keras"], plain)  # no metrics.json beside it: the class indices
     assert {r.label for r in predict(plain, paths)} <= {"0", "1", "2"}
+    (tmp_path / "metrics.json").write_text("{not json")  # a damaged one: a warning, then the indices
+    with pytest.warns(UserWarning, match="is not a JSON object; using the class indices"):
+        assert {r.label for r in predict(plain, paths)} <= {"0", "1", "2"}
 
 
 @pytest.mark.parametrize(
