@@ -37,6 +37,8 @@ _EXPORTS = {
     "identity_closeness": "keras_resnet.diagnostics",
     "gradient_norms": "keras_resnet.diagnostics",
     "response_std": "keras_resnet.diagnostics",
+    "predict": "keras_resnet.predict",
+    "load_classifier": "keras_resnet.predict",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import sys
 
@@ -305,6 +306,38 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    from keras_resnet.predict import read_class_names, resolve_model
+
+    # The model's kind, the labels file and the numbers are checked before TensorFlow starts.
+    for flag, value in (("--top-k", args.top_k), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1; received {value}")
+    source = resolve_model(args.model)
+    labels = read_class_names(args.labels) if args.labels else None
+    import_keras(args.verbose)
+    from keras_resnet.predict import predict
+
+    with replayed_warnings(args.verbose):  # hides the TFLite runtime's delegate lines
+        results = predict(source, args.images, top_k=args.top_k, labels=labels, fit=args.fit,
+                          batch_size=args.batch_size)
+    failed = [r for r in results if r.error]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        rows = []
+        for r in results:
+            if r.error:
+                rows.append({"image": r.path, "rank": "", "class": "(unreadable)", "probability": ""})
+            for rank, (name, p) in enumerate(r.top_k, 1):
+                rows.append({"image": r.path if rank == 1 else "", "rank": rank, "class": name,
+                             "probability": f"{p:.4f}"})
+        print_table(rows)
+    for r in failed:
+        print(f"{PROG}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _cmd_tune(args) -> int:
     config = TrainConfig(batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
                          data_dir=args.data_dir).validate()
@@ -569,6 +602,32 @@ def _add_serve_parser(sub) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
+def _add_predict_parser(sub) -> None:
+    from keras_resnet.images import EVALUATION_CROP_MIN_SIZE, FITS
+    from keras_resnet.predict import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
+
+    p = _add_parser(
+        sub, "predict", help="classify image files with a .keras, SavedModel or TFLite model",
+        description="Print each image's most probable classes. MODEL is a .keras file, a SavedModel folder, "
+        "a BASE/NAME folder of versions (the latest is used) or a .tflite file. Images are read as "
+        "training's evaluation pipeline reads them. Unreadable images are named on stderr (and in the "
+        "JSON), the others are still classified, and the exit status is 1.",
+    )
+    p.add_argument("model", metavar="MODEL", help="a .keras file, a SavedModel folder, a BASE/NAME folder or a .tflite file")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, GIF)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="K",
+                   help=f"classes per image, at most the number of classes (default {DEFAULT_TOP_K})")
+    p.add_argument("--labels", metavar="FILE",
+                   help="class names, one per line (default: those saved with the model, else the class indices)")
+    p.add_argument("--fit", choices=FITS,
+                   help=f"how images are fitted to the model's size (default: center_crop from {EVALUATION_CROP_MIN_SIZE} px, "
+                   "stretch below, as in evaluation)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"images per model call (default {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per image) instead of a table")
+    p.set_defaults(func=_cmd_predict)
+
+
 def _add_tune_parser(sub) -> None:
     from keras_resnet.pipeline import SEARCH_EXPORT_NAME
 
@@ -683,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_summary_parser, _add_presets_parser, _add_diagnose_parser, _add_train_parser,
-                _add_export_parser, _add_serve_parser, _add_tune_parser, _add_degradation_parser,
+                _add_export_parser, _add_serve_parser, _add_predict_parser, _add_tune_parser, _add_degradation_parser,
                 _add_shortcuts_parser, _add_demo_parser):
         add(sub)
     return parser

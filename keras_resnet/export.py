@@ -33,7 +33,7 @@ import tensorflow as tf
 
 import keras_resnet.models  # noqa: F401  (registers the package's classes for load_model)
 from keras_resnet import fileio
-from keras_resnet.defaults import DEFAULT_CALIBRATION_SAMPLES
+from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_CALIBRATION_SAMPLES, TFLITE_DIR
 from keras_resnet.litert import (
     INT8_IO_TYPES,
     QUANTIZATIONS,
@@ -51,10 +51,8 @@ __all__ = [
 
 INPUT_NAME = "images"
 SIGNATURES = ("serving_default", "serving_uint8")
-CLASS_NAMES_FILE = "class_names.txt"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 REPORT_FILE = "export_report.json"
-TFLITE_DIR = "tflite"
 FAILED_SUFFIX = ".failed"
 DEFAULT_TOP_K = 5
 
