@@ -182,8 +182,13 @@ def _cmd_diagnose(args) -> int:
     return 0
 
 
+def _unfreeze(value: str) -> str | int:
+    """``--unfreeze``: ``all`` or a number of stages (checked by TrainConfig)."""
+    return int(value) if value.strip().lstrip("-").isdigit() else value
+
+
 def _cmd_train(args) -> int:
-    check_preset(args.model, model_overrides(args))
+    check_preset(args.model or "resnet20", model_overrides(args))
     from keras_resnet.data import check_dataset
     from keras_resnet.training import TrainConfig, check_cluster
 
@@ -196,10 +201,18 @@ def _cmd_train(args) -> int:
         augment=not args.no_augment, flip=args.flip, data_dir=args.data_dir, seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
-        tensorboard=args.tensorboard,
+        tensorboard=args.tensorboard, weights=args.weights, freeze_epochs=args.freeze_epochs,
+        unfreeze=_unfreeze(args.unfreeze), finetune_lr_factor=args.finetune_lr_factor,
     ).validate()
     check_dataset(args.dataset, args.data_dir)
     overrides = model_overrides(args)
+    if args.weights is not None and args.weights.endswith(".keras") and args.model is not None:
+        raise UsageError(f"--model {args.model} does not apply with --weights {args.weights}: the architecture "
+                         "comes from the .keras file")
+    from keras_resnet.finetune import check_train_arguments
+
+    model = args.model or "resnet20"
+    check_train_arguments(model, overrides, config)
     if check_cluster(config) and args.strategy in (None, "multi_worker"):
         from keras_resnet.training import distribution_strategy
 
@@ -211,7 +224,7 @@ def _cmd_train(args) -> int:
     from keras_resnet.training import train
 
     try:
-        result = train(args.model, args.dataset, config, out=args.out, verbose=args.progress,
+        result = train(model, args.dataset, config, out=args.out, verbose=args.progress,
                        overwrite=args.overwrite, set_global_seed=True, **overrides)
     except TrainingDiverged as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
@@ -490,10 +503,22 @@ def _add_train_parser(sub) -> None:
         "Writes model.keras (best by validation accuracy), history.csv, curves.png and metrics.json into "
         "--out; the same command after a crash continues from the last finished epoch.",
     )
-    p.add_argument("--model", default="resnet20", help="a preset name (default: resnet20)")
+    p.add_argument("--model", help="a preset name (default: resnet20)")
     p.add_argument("--dataset", default=DIGITS,
                    help="digits (offline, default), a TFDS name (cifar10, mnist, ... or tfds:NAME), or an image folder")
     p.add_argument("--out", required=True, help="the run's folder")
+    g = p.add_argument_group(
+        "fine-tuning", "start from pretrained weights with a new head for the dataset's classes: phase 1 trains the "
+        "head (backbone frozen), phase 2 the unfrozen stages at a lower rate; the weights' preprocessing goes "
+        "into the model")
+    g.add_argument("--weights", metavar="PATH|imagenet",
+                   help="imagenet (keras.applications' weights for resnet50/101/152; offline, place the file in "
+                   "~/.keras/models), a .weights.h5 file, or a .keras model of this package (e.g. a run's model.keras)")
+    g.add_argument("--freeze-epochs", type=int, metavar="N", help="phase 1's epochs (default: half of --epochs)")
+    g.add_argument("--unfreeze", default=c.unfreeze, metavar="all|K",
+                   help=f"what phase 2 trains: all, or the last K stages (default {c.unfreeze})")
+    g.add_argument("--finetune-lr-factor", type=float, default=c.finetune_lr_factor, metavar="F",
+                   help=f"phase 2's learning rate is F times --lr (default {c.finetune_lr_factor:g})")
     p.add_argument("--epochs", type=int, help=f"{_epochs_help(DEFAULT_EPOCHS)} (the paper's)")
     p.add_argument("--batch-size", type=int, help=f"global batch size (default {PAPER_BATCH_SIZE})")
     p.add_argument("--lr", type=float, help=LR_HELP)

@@ -113,7 +113,7 @@ def check_config(config) -> None:
             ("freeze_epochs", config.freeze_epochs, None), ("unfreeze", config.unfreeze, DEFAULT_UNFREEZE),
             ("finetune_lr_factor", config.finetune_lr_factor, DEFAULT_FINETUNE_LR_FACTOR)) if value != default]
         if given:
-            raise ValueError(f"{', '.join(given)} apply to fine-tuning: pass weights ('imagenet' or a "
+            raise ValueError(f"{', '.join(given)} only matter when fine-tuning: pass weights ('imagenet' or a "
                              ".weights.h5 or .keras file) too, or leave them at their defaults")
     if config.epochs is not None and config.freeze_epochs is not None and config.freeze_epochs > config.epochs:
         raise ValueError(f"freeze_epochs must be at most epochs ({config.epochs}); received "
