@@ -679,6 +679,62 @@ def _add_shortcuts_parser(sub) -> None:
     p.set_defaults(func=_cmd_shortcuts)
 
 
+def _cmd_transfer(args) -> int:
+    from keras_resnet.transfer import digits_transfer
+
+    kwargs = dict(seeds=args.seeds, shots=args.shots, pretrain_epochs=args.pretrain_epochs, epochs=args.epochs,
+                  freeze_epochs=args.freeze_epochs, unfreeze=_unfreeze(args.unfreeze), lr=args.lr,
+                  finetune_lr_factor=args.finetune_lr_factor, batch_size=args.batch_size, depth=args.depth,
+                  image_size=args.image_size, out=args.out, verbose=args.progress)
+    digits_transfer(**kwargs, dry_run=True)  # validates before TensorFlow starts
+    import_keras(args.verbose)
+    result = digits_transfer(**kwargs)
+    print()
+    print_table([{"seed": r["seed"], "pretrained on 0-4": round(r["pretrain_accuracy"], 4),
+                  "fine-tuned": round(r["finetune_accuracy"], 4), "from scratch": round(r["scratch_accuracy"], 4),
+                  "gain (points)": round(100 * (r["finetune_accuracy"] - r["scratch_accuracy"]), 1)}
+                 for r in result["records"]])
+    s = result["summary"]
+    print(f"\ntest accuracy on the digits 5-9 ({result['records'][0]['test_images']} images), {args.shots} training "
+          f"images per class, mean +- std over {s['seeds']} seeds: fine-tuned {100 * s['finetune_accuracy_mean']:.1f} "
+          f"+- {100 * s['finetune_accuracy_std']:.1f}%, from scratch {100 * s['scratch_accuracy_mean']:.1f} +- "
+          f"{100 * s['scratch_accuracy_std']:.1f}%, gain {100 * s['gain_mean']:.1f} +- {100 * s['gain_std']:.1f} points")
+    print(f"written to {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+def _add_transfer_parser(sub) -> None:
+    from keras_resnet.transfer import digits_transfer
+
+    d = {k: _default(digits_transfer, k) for k in (
+        "seeds", "shots", "pretrain_epochs", "epochs", "freeze_epochs", "unfreeze", "finetune_lr_factor", "lr",
+        "batch_size", "depth", "image_size", "out")}
+    p = _add_parser(
+        sub, "transfer", help="few-shot fine-tuning against training from scratch, on the offline digits",
+        description="Pretrain a ResNet on the digits 0-4, then learn the digits 5-9 from a few images per class "
+        "twice with the same recipe: fine-tuned from the pretrained model.keras (train --weights: head first, "
+        "then all layers at a lower rate) and from scratch. Prints the test accuracy on 5-9 per seed and the "
+        "mean +- std; writes OUT/results.json and the runs under OUT/runs/ (rerun to resume).",
+    )
+    p.add_argument("--out", default=d["out"], help=f"the experiment's folder (default {d['out']})")
+    p.add_argument("--seeds", type=int, nargs="+", default=d["seeds"], help=f"default {_listed(d['seeds'])}")
+    p.add_argument("--shots", type=int, default=d["shots"], help=f"training images per class of 5-9 (default {d['shots']})")
+    p.add_argument("--pretrain-epochs", type=int, default=d["pretrain_epochs"],
+                   help=f"epochs on the digits 0-4 (default {d['pretrain_epochs']})")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help=f"epochs of both runs on 5-9 (default {d['epochs']})")
+    p.add_argument("--freeze-epochs", type=int, default=d["freeze_epochs"],
+                   help=f"fine-tuning's epochs with the backbone frozen (default {d['freeze_epochs']})")
+    p.add_argument("--unfreeze", default=d["unfreeze"], metavar="all|K", help=f"default {d['unfreeze']}")
+    p.add_argument("--finetune-lr-factor", type=float, default=d["finetune_lr_factor"], metavar="F",
+                   help=f"default {d['finetune_lr_factor']:g}")
+    p.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on 5-9 (default {d['lr']:g})")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help=f"default {d['batch_size']}")
+    p.add_argument("--depth", type=int, default=d["depth"], help=f"6n+2 (default {d['depth']})")
+    p.add_argument("--image-size", type=int, default=d["image_size"], help=f"default {d['image_size']}")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=0, help="Keras verbosity (default 0)")
+    p.set_defaults(func=_cmd_transfer)
+
+
 def _add_demo_parser(sub) -> None:
     from keras_resnet.pipeline import demo
 
@@ -709,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_summary_parser, _add_presets_parser, _add_diagnose_parser, _add_train_parser,
                 _add_export_parser, _add_serve_parser, _add_tune_parser, _add_degradation_parser,
-                _add_shortcuts_parser, _add_demo_parser):
+                _add_shortcuts_parser, _add_demo_parser, _add_transfer_parser):
         add(sub)
     return parser
 

@@ -211,6 +211,17 @@ def plan_phases(config, epochs: int) -> list[Phase]:
     return [p for p in phases if p.epochs > 0]
 
 
+def describe(phase: Phase) -> str:
+    """What ``phase`` trains, in words.
+
+    Example:
+    >>> describe(Phase(2, 3, 6, 2, 0.1))
+    'trains the last 2 stages and the head at 0.1 x lr'
+    """
+    rate = f" at {phase.lr_factor:g} x lr" if phase.lr_factor != 1.0 else ""
+    return f"trains {_describe(phase.trainable)}{rate}"
+
+
 def _describe(trainable) -> str:
     if trainable in (None, UNFREEZE_ALL):
         return "all layers"
@@ -260,17 +271,19 @@ def apply_phase(model, phase: Phase) -> None:
     if phase.trainable is None:
         return
     resnet = backbone(model)
-    model.trainable = True
-    resnet.trainable = phase.trainable != HEAD
-    if isinstance(phase.trainable, int):
-        groups = stage_groups(resnet)
-        stages = len(groups) - 1
-        if phase.trainable > stages:
-            raise ValueError(f"unfreeze must be 'all' or at most the backbone's {stages} stages; "
-                             f"received unfreeze={phase.trainable}")
-        for group in groups[: len(groups) - phase.trainable]:
-            for layer in group:
-                layer.trainable = False
+    groups = stage_groups(resnet)
+    stages = len(groups) - 1
+    if isinstance(phase.trainable, int) and phase.trainable > stages:
+        raise ValueError(f"unfreeze must be 'all' or at most the backbone's {stages} stages; "
+                         f"received unfreeze={phase.trainable}")
+    trained = {HEAD: 0, UNFREEZE_ALL: len(groups)}.get(phase.trainable, phase.trainable)
+    model.trainable = resnet.trainable = True
+    # Each layer is set, not only the ResNet: a Keras model's flag does not reach layers that
+    # were frozen one by one.
+    for i, group in enumerate(groups):
+        for layer in group:
+            layer.trainable = i >= len(groups) - trained
+    resnet.trainable = trained > 0
 
 
 def caffe_preprocessing(name: str = "normalize"):

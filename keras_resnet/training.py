@@ -628,6 +628,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                     initial_epoch = checkpoint.restore(model, state, restore_optimizer=done > phase.start)
                     if initial_epoch and verbose:
                         print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
+            if verbose and phase.trainable is not None:  # Keras counts the phase's epochs: say where they lie
+                print(f"Phase {phase.number} of fine-tuning: {finetune.describe(phase)}, epochs {phase.start + 1}-{phase.end} of {epochs}")
             model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=max(initial_epoch, phase.start),
                       callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
         settings = recipe["device"]
