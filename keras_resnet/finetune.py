@@ -378,14 +378,22 @@ def build_model(preset: str, dataset, config) -> tuple[Any, dict]:
 def _load_resnet(preset, base: dict, weights):
     from keras_resnet.models import ResNet
 
+    if weights == IMAGENET:
+        _fetch_imagenet(preset)  # before building anything, so that offline fails at once
+    return ResNet.from_preset(preset, **base, weights=weights)
+
+
+def _fetch_imagenet(preset: str) -> None:
+    """Puts the preset's ImageNet weights (no top) into Keras's cache, where keras.applications
+    looks for them, or says where to put them by hand."""
+    import keras
+
+    cache = imagenet_cache_file(preset)
+    if cache.exists():
+        return
     try:
-        return ResNet.from_preset(preset, **base, weights=weights)
-    except ValueError:
-        raise
+        keras.utils.get_file(cache.name, IMAGENET_URL + cache.name, cache_subdir="models")
     except Exception as e:  # keras.utils.get_file raises a bare Exception when the download fails
-        if weights != IMAGENET:
-            raise
-        cache = imagenet_cache_file(preset)
         raise ValueError(
             f"could not download keras.applications' ImageNet weights for {preset} "
             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}). Without a network, fetch "

@@ -26,6 +26,7 @@ from keras_resnet.validation import check_choice, check_float, check_int, check_
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 RESULTS_FILE = "results.json"
+SETTINGS_FILE = "experiment.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,8 @@ def digits_transfer(
         unfreeze, finetune_lr_factor: fine-tuning's phase 2 (see ``TrainConfig``).
         lr: peak learning rate of the target runs. batch_size: their batch size.
         depth: a CIFAR-style depth, 6n+2. image_size: digits are resized to this size.
-        out: the experiment's folder: ``runs/`` and ``results.json``.
+        out: the experiment's folder: ``runs/``, ``experiment.json`` (the settings; another
+            experiment in the same folder is refused) and ``results.json``.
         verbose: Keras verbosity, 0 (default), 1 or 2.
         dry_run: validate and return the plan, train nothing.
 
@@ -122,7 +124,14 @@ def digits_transfer(
                 for k, v in dataclasses.asdict(plan).items() if k != "verbose"}
     if dry_run:
         return {"settings": settings, "records": [], "summary": {}}
-    records = [_run_seed(plan, seed, *_digit_arrays(plan.image_size)) for seed in plan.seeds]
+    # Finished runs are read back by folder name: another experiment's folder would hand back its runs.
+    saved = fileio.read_json(plan.out / SETTINGS_FILE)
+    if saved is not None and {k: v for k, v in saved.items() if k != "seeds"} != {
+            k: v for k, v in settings.items() if k != "seeds"}:
+        raise ValueError(f"out {str(plan.out)!r} holds an experiment with other settings ({saved}); choose another out")
+    fileio.write_json(plan.out / SETTINGS_FILE, settings)
+    arrays = _digit_arrays(plan.image_size)
+    records = [_run_seed(plan, seed, *arrays) for seed in plan.seeds]
     result = {"settings": settings, "records": records, "summary": summarize(records)}
     fileio.write_json(plan.out / RESULTS_FILE, result)
     return result

@@ -117,11 +117,14 @@ def test_frozen_batchnorm_runs_in_inference_mode():
 
 def test_phase_1_trains_the_head_and_leaves_the_backbone_and_its_statistics_alone(tmp_path, source):
     path, original = source
-    config = TrainConfig(epochs=1, freeze_epochs=1, weights=str(path), **TINY_CONFIG)
-    result = train("resnet20", "digits", config, out=tmp_path / "run", verbose=0)
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(0, 255, (40, 8, 8, 1)), np.arange(40) % 10
+    data = from_arrays(x, y, x[:10], y[:10], batch_size=10)
+    config = TrainConfig(epochs=1, freeze_epochs=1, weights=str(path))
+    result = train("resnet20", data, config, out=tmp_path / "run", verbose=0)
     before, after = finetune.backbone(original), finetune.backbone(result.model)
     moving = [w for w in after.weights if "moving" in w.path]
-    assert len(moving) == 2 * 7  # 7 BatchNorms in a ResNet-8 v1 with projection shortcuts... or identity ones
+    assert len(moving) == 2 * 7  # the stem's BatchNorm and two in each of the 3 blocks of a ResNet-8
     old = {w.path: np.asarray(w) for w in before.weights}
     for w in after.weights:  # kernels, gammas, betas and moving statistics: all unchanged
         np.testing.assert_array_equal(np.asarray(w), old[w.path], err_msg=w.path)
@@ -335,3 +338,6 @@ def test_transfer_command_with_tiny_settings(tmp_path, capsys):
     assert result["summary"]["gain_mean"] == pytest.approx(record["finetune_accuracy"] - record["scratch_accuracy"])
     # Finished runs are read back, not retrained.
     assert cli.main(args) == 0 and json.loads((out / "results.json").read_text())["records"] == result["records"]
+    with pytest.raises(SystemExit) as exit_info:  # other settings do not reuse these runs
+        cli.main([*args, "--lr", "0.01"])
+    assert exit_info.value.code == 2 and "holds an experiment with other settings" in capsys.readouterr().err
