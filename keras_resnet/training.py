@@ -499,7 +499,9 @@ def train(
     Args:
         model: a preset name (built by :func:`build_model` inside the distribution strategy)
             or a ``keras.Model`` that takes raw pixels (compiled here; it keeps its own weight
-            decay, e.g. from :func:`build_model`).
+            decay, e.g. from :func:`build_model`). With ``config.weights`` the preset is built
+            by :func:`keras_resnet.finetune.build_model` and trained in two phases (a ``.keras``
+            file brings its own architecture).
         dataset: a dataset name for :func:`keras_resnet.data.load_dataset`, or a ``Dataset``.
         config: a :class:`TrainConfig`; default ``TrainConfig()``.
         out: the run's folder; None trains in a temporary folder and keeps nothing.
@@ -628,8 +630,9 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                     initial_epoch = checkpoint.restore(model, state, restore_optimizer=done > phase.start)
                     if initial_epoch and verbose:
                         print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
-            if verbose and phase.trainable is not None:  # Keras counts the phase's epochs: say where they lie
-                print(f"Phase {phase.number} of fine-tuning: {finetune.describe(phase)}, epochs {phase.start + 1}-{phase.end} of {epochs}")
+            if verbose and phase.trainable is not None:  # Keras counts to the phase's end: say where it lies
+                print(f"Phase {phase.number} of fine-tuning: {finetune.describe(phase)}, "
+                      f"epochs {phase.start + 1}-{phase.end} of {epochs}")
             model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=max(initial_epoch, phase.start),
                       callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
         settings = recipe["device"]

@@ -20,6 +20,7 @@ import pytest
 from keras_resnet import cli, export, finetune
 from keras_resnet.data import from_arrays, load_dataset
 from keras_resnet.layers import FusedBatchNormalization
+from keras_resnet.models import ResNet
 from keras_resnet.training import TrainConfig, build_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +101,22 @@ def test_finetuning_from_a_keras_model_reuses_its_normalisation(source):
     images = x[:4].astype("float32")
     expected = np.asarray(pooled(theirs(images), training=False))
     np.testing.assert_allclose(backbone_features(model, images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_our_own_weights_file_loads_without_its_top_and_normalises_with_the_dataset(tmp_path):
+    keras.utils.set_random_seed(5)
+    original = ResNet.from_preset("resnet20", input_shape=(8, 8, 1), classes=10)
+    path = tmp_path / "resnet20.weights.h5"
+    original.save_weights(path)
+    data = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=4, name="d", mean=(100.0,), std=(50.0,))
+    model, info = finetune.build_model("resnet20", data, TrainConfig(weights=str(path)))
+    assert info["source"] == "keras_resnet_weights" and model.output_shape == (None, 4)
+    assert model.get_layer("normalize").get_config()["mean"] == [100.0]
+    assert model.get_layer("normalize").get_config()["variance"] == [2500.0]
+    resnet = finetune.backbone(model)
+    for name in ("stem_conv", "stage1_block1", "stage3_block3"):
+        for ours, theirs in zip(resnet.get_layer(name).get_weights(), original.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
 
 
 # ---- the phases -------------------------------------------------------------------------------
