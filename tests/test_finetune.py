@@ -150,6 +150,15 @@ def test_phase_1_trains_the_head_and_leaves_the_backbone_and_its_statistics_alon
     assert [p["trains"] for p in phases] == ["the new head (backbone frozen)"]
     assert phases[0]["trainable_params"] == 64 * 10 + 10  # the new head: 64 features -> 10 classes
 
+    # Other weights make another fine-tune (the signature holds their SHA-256): no resuming with them.
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    (tmp_path / "run" / "state.json").write_text(json.dumps({**state, "finished": False}))
+    other = tmp_path / "other" / "model.keras"
+    other.parent.mkdir()
+    keras.models.clone_model(original).save(other)  # the same architecture, fresh weights
+    with pytest.raises(ValueError, match=r"other settings \(config.weights: .* then, .* now; weights: 'sha256:"):
+        train("resnet20", data, TrainConfig(epochs=1, freeze_epochs=1, weights=str(other)), out=tmp_path / "run")
+
 
 def test_phase_2_unfreezes_all_or_the_last_k_stages(source):
     path, _ = source
