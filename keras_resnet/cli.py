@@ -183,8 +183,13 @@ def _cmd_diagnose(args) -> int:
     return 0
 
 
+def _unfreeze(value: str) -> str | int:
+    """``--unfreeze``: ``all`` or a number of stages (checked by TrainConfig)."""
+    return int(value) if value.strip().lstrip("-").isdigit() else value
+
+
 def _cmd_train(args) -> int:
-    check_preset(args.model, model_overrides(args))
+    check_preset(args.model or "resnet20", model_overrides(args))
     from keras_resnet.data import check_dataset
     from keras_resnet.training import TrainConfig, check_cluster
 
@@ -197,10 +202,18 @@ def _cmd_train(args) -> int:
         augment=not args.no_augment, flip=args.flip, data_dir=args.data_dir, seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
-        tensorboard=args.tensorboard,
+        tensorboard=args.tensorboard, weights=args.weights, freeze_epochs=args.freeze_epochs,
+        unfreeze=_unfreeze(args.unfreeze), finetune_lr_factor=args.finetune_lr_factor,
     ).validate()
     check_dataset(args.dataset, args.data_dir)
     overrides = model_overrides(args)
+    if args.weights is not None and args.weights.endswith(".keras") and args.model is not None:
+        raise UsageError(f"--model {args.model} does not apply with --weights {args.weights}: the architecture "
+                         "comes from the .keras file")
+    from keras_resnet.finetune import check_train_arguments
+
+    model = args.model or "resnet20"
+    check_train_arguments(model, overrides, config)
     if check_cluster(config) and args.strategy in (None, "multi_worker"):
         from keras_resnet.training import distribution_strategy
 
@@ -212,7 +225,7 @@ def _cmd_train(args) -> int:
     from keras_resnet.training import train
 
     try:
-        result = train(args.model, args.dataset, config, out=args.out, verbose=args.progress,
+        result = train(model, args.dataset, config, out=args.out, verbose=args.progress,
                        overwrite=args.overwrite, set_global_seed=True, **overrides)
     except TrainingDiverged as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
@@ -523,10 +536,22 @@ def _add_train_parser(sub) -> None:
         "Writes model.keras (best by validation accuracy), history.csv, curves.png and metrics.json into "
         "--out; the same command after a crash continues from the last finished epoch.",
     )
-    p.add_argument("--model", default="resnet20", help="a preset name (default: resnet20)")
+    p.add_argument("--model", help="a preset name (default: resnet20)")
     p.add_argument("--dataset", default=DIGITS,
                    help="digits (offline, default), a TFDS name (cifar10, mnist, ... or tfds:NAME), or an image folder")
     p.add_argument("--out", required=True, help="the run's folder")
+    g = p.add_argument_group(
+        "fine-tuning", "start from pretrained weights with a new head for the dataset's classes: phase 1 trains the "
+        "head (backbone frozen), phase 2 the unfrozen stages at a lower rate; the weights' preprocessing goes "
+        "into the model")
+    g.add_argument("--weights", metavar="PATH|imagenet",
+                   help="imagenet (keras.applications' weights for resnet50/101/152; offline, place the file in "
+                   "~/.keras/models), a .weights.h5 file, or a .keras model of this package (e.g. a run's model.keras)")
+    g.add_argument("--freeze-epochs", type=int, metavar="N", help="phase 1's epochs (default: half of --epochs)")
+    g.add_argument("--unfreeze", default=c.unfreeze, metavar="all|K",
+                   help=f"what phase 2 trains: all, or the last K stages (default {c.unfreeze})")
+    g.add_argument("--finetune-lr-factor", type=float, default=c.finetune_lr_factor, metavar="F",
+                   help=f"phase 2's learning rate is F times --lr (default {c.finetune_lr_factor:g})")
     p.add_argument("--epochs", type=int, help=f"{_epochs_help(DEFAULT_EPOCHS)} (the paper's)")
     p.add_argument("--batch-size", type=int, help=f"global batch size (default {PAPER_BATCH_SIZE})")
     p.add_argument("--lr", type=float, help=LR_HELP)
@@ -713,6 +738,62 @@ def _add_shortcuts_parser(sub) -> None:
     p.set_defaults(func=_cmd_shortcuts)
 
 
+def _cmd_transfer(args) -> int:
+    from keras_resnet.transfer import digits_transfer
+
+    kwargs = dict(seeds=args.seeds, shots=args.shots, pretrain_epochs=args.pretrain_epochs, epochs=args.epochs,
+                  freeze_epochs=args.freeze_epochs, unfreeze=_unfreeze(args.unfreeze), lr=args.lr,
+                  finetune_lr_factor=args.finetune_lr_factor, batch_size=args.batch_size, depth=args.depth,
+                  image_size=args.image_size, out=args.out, verbose=args.progress)
+    digits_transfer(**kwargs, dry_run=True)  # validates before TensorFlow starts
+    import_keras(args.verbose)
+    result = digits_transfer(**kwargs)
+    print()
+    print_table([{"seed": r["seed"], "pretrained on 0-4": round(r["pretrain_accuracy"], 4),
+                  "fine-tuned": round(r["finetune_accuracy"], 4), "from scratch": round(r["scratch_accuracy"], 4),
+                  "gain (points)": round(100 * (r["finetune_accuracy"] - r["scratch_accuracy"]), 1)}
+                 for r in result["records"]])
+    s = result["summary"]
+    print(f"\ntest accuracy on the digits 5-9 ({result['records'][0]['test_images']} images), {args.shots} training "
+          f"images per class, mean +- std over {s['seeds']} seeds: fine-tuned {100 * s['finetune_accuracy_mean']:.1f} "
+          f"+- {100 * s['finetune_accuracy_std']:.1f}%, from scratch {100 * s['scratch_accuracy_mean']:.1f} +- "
+          f"{100 * s['scratch_accuracy_std']:.1f}%, gain {100 * s['gain_mean']:.1f} +- {100 * s['gain_std']:.1f} points")
+    print(f"written to {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+def _add_transfer_parser(sub) -> None:
+    from keras_resnet.transfer import digits_transfer
+
+    d = {k: _default(digits_transfer, k) for k in (
+        "seeds", "shots", "pretrain_epochs", "epochs", "freeze_epochs", "unfreeze", "finetune_lr_factor", "lr",
+        "batch_size", "depth", "image_size", "out")}
+    p = _add_parser(
+        sub, "transfer", help="few-shot fine-tuning against training from scratch, on the offline digits",
+        description="Pretrain a ResNet on the digits 0-4, then learn the digits 5-9 from a few images per class "
+        "twice with the same recipe: fine-tuned from the pretrained model.keras (train --weights: head first, "
+        "then all layers at a lower rate) and from scratch. Prints the test accuracy on 5-9 per seed and the "
+        "mean +- std; writes OUT/results.json and the runs under OUT/runs/ (rerun to resume).",
+    )
+    p.add_argument("--out", default=d["out"], help=f"the experiment's folder (default {d['out']})")
+    p.add_argument("--seeds", type=int, nargs="+", default=d["seeds"], help=f"default {_listed(d['seeds'])}")
+    p.add_argument("--shots", type=int, default=d["shots"], help=f"training images per class of 5-9 (default {d['shots']})")
+    p.add_argument("--pretrain-epochs", type=int, default=d["pretrain_epochs"],
+                   help=f"epochs on the digits 0-4 (default {d['pretrain_epochs']})")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help=f"epochs of both runs on 5-9 (default {d['epochs']})")
+    p.add_argument("--freeze-epochs", type=int, default=d["freeze_epochs"],
+                   help=f"fine-tuning's epochs with the backbone frozen (default {d['freeze_epochs']})")
+    p.add_argument("--unfreeze", default=d["unfreeze"], metavar="all|K", help=f"default {d['unfreeze']}")
+    p.add_argument("--finetune-lr-factor", type=float, default=d["finetune_lr_factor"], metavar="F",
+                   help=f"default {d['finetune_lr_factor']:g}")
+    p.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on 5-9 (default {d['lr']:g})")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help=f"default {d['batch_size']}")
+    p.add_argument("--depth", type=int, default=d["depth"], help=f"6n+2 (default {d['depth']})")
+    p.add_argument("--image-size", type=int, default=d["image_size"], help=f"default {d['image_size']}")
+    p.add_argument("--progress", type=int, choices=(0, 1, 2), default=0, help="Keras verbosity (default 0)")
+    p.set_defaults(func=_cmd_transfer)
+
+
 def _add_demo_parser(sub) -> None:
     from keras_resnet.pipeline import demo
 
@@ -743,7 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_summary_parser, _add_presets_parser, _add_diagnose_parser, _add_train_parser,
                 _add_export_parser, _add_serve_parser, _add_predict_parser, _add_tune_parser, _add_degradation_parser,
-                _add_shortcuts_parser, _add_demo_parser):
+                _add_shortcuts_parser, _add_demo_parser, _add_transfer_parser):
         add(sub)
     return parser
 

@@ -164,8 +164,26 @@ class Checkpoint:
         np.savez(buffer, **arrays)
         fileio.write_bytes(self.path, buffer.getvalue())
 
-    def restore(self, model, state: dict) -> int:
+    def stored_epoch(self) -> int:
+        """The last finished epoch that the resume file holds; 0 without a file."""
+        import numpy as np
+
+        if not self.path.exists():
+            return 0
+        try:
+            with np.load(self.path) as stored:
+                return int(json.loads(str(stored["meta"]))["epoch"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{self.path} is not a readable resume file ({e}); remove it or overwrite") from None
+
+    def restore(self, model, state: dict, restore_optimizer: bool = True) -> int:
         """Loads the resume file, if there is one, into ``model``, its optimizer and ``state``.
+
+        Args:
+            model: the compiled model.
+            state: the run's state, updated in place.
+            restore_optimizer: also restore the optimizer's variables; False where the run goes on with
+                a fresh optimizer (a fine-tuning run resumed at its phase boundary).
 
         Returns:
             The number of finished epochs (``initial_epoch`` for ``model.fit``); 0 without a file.
@@ -187,8 +205,10 @@ class Checkpoint:
             raise ValueError(f"{self.path} is not a readable resume file ({e}); remove it or overwrite") from None
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        if not restore_optimizer:
+            optimizer = list(model.optimizer.variables)  # kept as they are
         expected = [tuple(w.shape) for w in model.weights] + [tuple(v.shape) for v in model.optimizer.variables]
-        found = [w.shape for w in weights] + [v.shape for v in optimizer]
+        found = [tuple(w.shape) for w in weights] + [tuple(v.shape) for v in optimizer]
         if expected != found:
             raise ValueError(
                 f"{self.path} holds {len(weights)} model and {len(optimizer)} optimizer variables that do not "
@@ -196,8 +216,9 @@ class Checkpoint:
                 "remove it or overwrite to start the run afresh"
             )
         model.set_weights(weights)
-        for variable, value in zip(model.optimizer.variables, optimizer):
-            variable.assign(value)
+        if restore_optimizer:
+            for variable, value in zip(model.optimizer.variables, optimizer):
+                variable.assign(value)
         self.best = best if best is not None else [w.copy() for w in weights]
         state.update({k: v for k, v in meta["state"].items() if k != "signature"})
         return int(meta["epoch"])

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from keras_resnet import runs
+from keras_resnet import finetune, runs
 from keras_resnet.data import DIGITS, check_dataset
 from keras_resnet.presets import PRESET_NAMES
 from keras_resnet.validation import (
@@ -100,6 +100,13 @@ class TrainConfig:
             default min(400, 5% of training); 0 turns warm-up off.
         warmup_lr: default lr / 10 (0.01 for 0.1, as in the paper).
         label_smoothing: default 0 (the paper has none).
+        weights: fine-tune from pretrained weights (:mod:`keras_resnet.finetune`): ``"imagenet"``
+            (keras.applications' weights, for resnet50/101/152), a ``.weights.h5`` file, or a
+            ``.keras`` model of this package; the model gets a new head for the dataset's classes.
+        freeze_epochs: fine-tuning's phase 1, epochs that train the new head with the backbone
+            frozen; default half of ``epochs``. The other epochs are phase 2.
+        unfreeze: what phase 2 trains: ``"all"`` (default) or the last N stages (an int).
+        finetune_lr_factor: phase 2's learning rate as a fraction of ``lr``; default 0.1.
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
         seed: seeds shuffling and augmentation; the weights too with
@@ -128,6 +135,10 @@ class TrainConfig:
     warmup_steps: int | None = None
     warmup_lr: float | None = None
     label_smoothing: float = 0.0
+    weights: str | None = None
+    freeze_epochs: int | None = None
+    unfreeze: str | int = finetune.DEFAULT_UNFREEZE
+    finetune_lr_factor: float = finetune.DEFAULT_FINETUNE_LR_FACTOR
     image_size: int | None = None
     validation_split: float | None = None
     augment: bool = True
@@ -170,6 +181,7 @@ class TrainConfig:
         check_path("data_dir", self.data_dir, optional=True, allowed="a folder path")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {str(self.data_dir)!r} does not exist or is not a folder")
+        finetune.check_config(self)
         return self
 
     def resolved_lr(self, batch_size: int) -> float:
@@ -487,7 +499,9 @@ def train(
     Args:
         model: a preset name (built by :func:`build_model` inside the distribution strategy)
             or a ``keras.Model`` that takes raw pixels (compiled here; it keeps its own weight
-            decay, e.g. from :func:`build_model`).
+            decay, e.g. from :func:`build_model`). With ``config.weights`` the preset is built
+            by :func:`keras_resnet.finetune.build_model` and trained in two phases (a ``.keras``
+            file brings its own architecture).
         dataset: a dataset name for :func:`keras_resnet.data.load_dataset`, or a ``Dataset``.
         config: a :class:`TrainConfig`; default ``TrainConfig()``.
         out: the run's folder; None trains in a temporary folder and keeps nothing.
@@ -543,7 +557,10 @@ def train(
     ):
         raise ValueError(f"callbacks must be a list of keras.callbacks.Callback objects; received callbacks={callbacks!r}")
     check_cluster(config)
+    finetune.check_train_arguments(model, model_overrides, config)
     signature = runs.signature(model, model_overrides, dataset_name, config)
+    if config.weights is not None:  # the file's content, not only its path
+        signature["weights"] = finetune.fingerprint(config.weights)
 
     temporary = None
     if out is None:
@@ -585,28 +602,44 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
             )
         if set_global_seed:
             keras.utils.set_random_seed(config.seed)
-        built_here = isinstance(model, str)
+        built_here, source = isinstance(model, str), None
         with strategy.scope():
-            if built_here:
+            if built_here and config.weights is not None:
+                model, source = finetune.build_model(model, dataset, config)
+            elif built_here:
                 model = build_model(model, dataset, weight_decay=config.weight_decay, **overrides)
-            recipe = compile_model(
-                model, config, steps_per_epoch=dataset.steps_per_epoch, batch_size=dataset.batch_size,
-                epochs=config.epochs or default_epochs(dataset.name),
-            )
-        settings = recipe["device"]
+        epochs = config.epochs or default_epochs(dataset.name)
+        phases = finetune.plan_phases(config, epochs)  # one, unless fine-tuning
         one_hot = config.label_smoothing > 0
         train_ds, val_ds, test_ds = (_labels(d, dataset.num_classes, one_hot) for d in (dataset.train, dataset.validation, dataset.test))
         # Workers other than the chief write into a scratch folder (tf.distribute's rule).
         write_dir = out if settings["is_chief"] else Path(tempfile.mkdtemp(prefix="keras-resnet-worker-"))
         checkpoint = runs.Checkpoint(write_dir)
-        with strategy.scope():
-            initial_epoch = checkpoint.restore(model, state)
-        if initial_epoch and verbose:
-            print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
+        done = checkpoint.stored_epoch()
+        first = next((i for i, p in enumerate(phases) if done < p.end), len(phases) - 1)
         monitor = "val_accuracy" if val_ds is not None else None
         callbacks = runs.callbacks(write_dir, state, monitor, checkpoint, tensorboard=config.tensorboard)
-        model.fit(train_ds, validation_data=val_ds, epochs=recipe["epochs"], initial_epoch=initial_epoch,
-                  callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
+        for phase in phases[first:]:
+            # A phase has its own trainable set, so its own compiled step, optimizer and schedule.
+            with strategy.scope():
+                finetune.apply_phase(model, phase)
+                recipe = compile_model(model, phase.config(config, dataset.batch_size), epochs=phase.epochs,
+                                       steps_per_epoch=dataset.steps_per_epoch, batch_size=dataset.batch_size)
+                if phase is phases[first]:
+                    # At a phase boundary the next phase starts with a fresh optimizer, as without the crash.
+                    initial_epoch = checkpoint.restore(model, state, restore_optimizer=done > phase.start)
+                    if initial_epoch and verbose:
+                        print(f"Resuming the run in {out}: {initial_epoch} epochs done, continuing from the last backup")
+            if verbose and phase.trainable is not None:  # Keras counts to the phase's end: say where it lies
+                print(f"Phase {phase.number} of fine-tuning: {finetune.describe(phase)}, "
+                      f"epochs {phase.start + 1}-{phase.end} of {epochs}")
+            model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=max(initial_epoch, phase.start),
+                      callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
+        settings = recipe["device"]
+        if source is not None:
+            source["phases"] = finetune.describe_phases(model, phases, config, dataset.batch_size, dataset.steps_per_epoch)
+            recipe = {**recipe, "lr": config.resolved_lr(dataset.batch_size), "epochs": epochs,
+                      "total_steps": epochs * dataset.steps_per_epoch, "warmup_steps": source["phases"][0]["warmup_steps"]}
 
         # The trained model with the best epoch's weights: its test function is already traced
         # (validation), where a reloaded model.keras would trace again (0.34 s against 1.49 s).
@@ -618,6 +651,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
         metrics = _run_metrics(model, dataset, config, recipe, state, built_here,
                                test={"loss": test_loss, "accuracy": test_accuracy,
                                      "seconds": time.perf_counter() - started})
+        if source is not None:
+            metrics["finetune"] = json.loads(json.dumps(source, default=str))
         runs.finish(write_dir, state, metrics, keep=keep and settings["is_chief"])
         return TrainResult(model=model, history=state["history"], metrics=metrics, out=out if keep else None)
 
