@@ -2,7 +2,7 @@
 
 A folder of 128x128 JPEGs in 10 class folders is generated deterministically (pixels from a
 seeded generator; reused while its marker file says it holds the same images), at two sizes
-(5,000 and 20,000 images; 500 and 2,000 with ``--quick``). For each size, each side runs in a
+(5,000 and 20,000 images; 200 and 800 with ``--quick``, a smoke run). For each size, each side runs in a
 fresh Python process (so that its peak resident memory is its own), alternating over two
 rounds:
 
@@ -144,7 +144,7 @@ def run_side(side: str, folder: Path) -> dict:
 
 
 def main(argv=None):
-    parser = arguments(__doc__, "500 and 2,000 images, one round (a smoke run)", rounds=2)
+    parser = arguments(__doc__, "200 and 800 images, one round (a smoke run)", rounds=2)
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "keras-resnet-bench-data"),
                         help="where the generated folders live (kept between runs)")
     parser.add_argument("--measure", choices=("ours", "ours_plain", "reference", "setup"), help=argparse_hidden())
@@ -155,7 +155,7 @@ def main(argv=None):
         return None
     quick = args.quick
     rounds = 1 if quick else args.rounds
-    counts = (500, 2000) if quick else (5000, 20000)
+    counts = (200, 800) if quick else (5000, 20000)
     rows = {}
     for count in counts:
         started = time.perf_counter()
@@ -164,7 +164,7 @@ def main(argv=None):
         runs = {"ours": [], "reference": [], "ours_plain": []}
         for r in range(rounds):
             order = ["ours", "reference"] if r % 2 == 0 else ["reference", "ours"]
-            for side in [*order, "ours_plain"] if r == 0 else order:
+            for side in [*order, "ours_plain"] if r == 0 and not quick else order:
                 result = run_side(side, folder)
                 runs[side].append(result)
                 print(f"  {count:>6} images  {side:<10} set-up {result['setup_s']:6.2f} s  "
@@ -185,7 +185,7 @@ def main(argv=None):
         ours, ref = rows[count]["ours"], rows[count]["reference"]
         ratios.append(ratio("data", f"epoch img/s, ours / image_dataset_from_directory ({count:,})",
                             ours["images_per_s"] / ref["images_per_s"], ">= 1.0", quick=quick))
-    listing_count = 10_000 if quick else 100_000
+    listing_count = 2_000 if quick else 100_000
     source = next((Path(args.data) / f"jpeg{SIZE}_{small}" / "class_0").glob("*.jpg"))
     listing = generate_listing(Path(args.data) / f"links_{listing_count}", listing_count, source)
     setup = [run_side("setup", listing) for _ in range(rounds)]

@@ -37,6 +37,7 @@ BENCHMARKS = {
     "inference": ("bench_inference.py", "inference_cpu"),
     "digits": ("bench_digits.py", "digits_cpu"),
     "search": ("bench_search.py", "search_cpu"),
+    "data": ("bench_data.py", "data_cpu"),
 }
 SUITE_GOAL_SECONDS = 15 * 60
 

@@ -22,7 +22,7 @@ import sys
 
 from keras_resnet import __version__, defaults
 from keras_resnet.console import import_keras, print_table, replayed_warnings, silenced_stderr
-from keras_resnet.data import DEFAULT_VALIDATION_SPLIT, DIGITS, DIGITS_IMAGE_SIZE
+from keras_resnet.data import AUGMENTATIONS, DEFAULT_VALIDATION_SPLIT, DIGITS, DIGITS_IMAGE_SIZE
 from keras_resnet.presets import BLOCK_TYPES, SHORTCUT_ALIASES, SHORTCUTS, STYLES, VERSIONS
 from keras_resnet.training import (
     DEFAULT_EPOCHS,
@@ -199,7 +199,8 @@ def _cmd_train(args) -> int:
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_steps=args.warmup_steps, label_smoothing=args.label_smoothing,
         image_size=args.image_size, validation_split=args.validation_split,
-        augment=not args.no_augment, flip=args.flip, data_dir=args.data_dir, seed=args.seed,
+        augment=not args.no_augment, augmentation=args.augmentation, flip=args.flip, data_dir=args.data_dir,
+        bad_files="skip" if args.skip_bad_files else "error", seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
         tensorboard=args.tensorboard, weights=args.weights, freeze_epochs=args.freeze_epochs,
@@ -566,10 +567,17 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--image-size", type=int, help=f"resize images (default: {DIGITS_IMAGE_SIZE} for digits, native otherwise)")
     p.add_argument("--validation-split", type=float,
                    help=f"fraction of training images for validation (default {DEFAULT_VALIDATION_SPLIT:g})")
-    p.add_argument("--no-augment", action="store_true", help="no pad-and-crop or flips")
+    p.add_argument("--no-augment", action="store_true", help="no augmentation (the same as --augmentation none)")
+    p.add_argument("--augmentation", choices=AUGMENTATIONS,
+                   help="cifar: pad, random crop, flip; imagenet: random-resized-crop (8-100%% of the area, aspect "
+                   "3/4-4/3) and flip, evaluated on the centre 87.5%%; default: imagenet for ImageNet-style models "
+                   "and images of 64 px and up, cifar otherwise")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=c.flip,
                    help="random horizontal flips (default: per dataset; never for digits)")
     p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="an image folder's unreadable files are dropped and listed in OUT/skipped_files.txt "
+                   "(default: the first one stops training with an error naming it)")
     p.add_argument("--seed", type=int, default=c.seed, help=f"seeds weights, shuffling and augmentation (default {c.seed})")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=c.mixed_precision,
                    help="default: on for GPUs with compute capability >= 7, off on CPU")

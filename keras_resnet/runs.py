@@ -38,7 +38,7 @@ from typing import Any
 
 from keras_resnet import fileio
 
-OUTPUTS = ("state.json", "history.csv", "model.keras", "metrics.json", "curves.png")
+OUTPUTS = ("state.json", "history.csv", "model.keras", "metrics.json", "curves.png", "skipped_files.txt")
 STATE_FORMAT = 1
 
 

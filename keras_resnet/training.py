@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from keras_resnet import finetune, runs
-from keras_resnet.data import DIGITS, check_dataset
+from keras_resnet.data import AUGMENTATIONS, DIGITS, check_dataset
+from keras_resnet.folders import BAD_FILE_POLICIES
 from keras_resnet.presets import PRESET_NAMES
 from keras_resnet.validation import (
     check_bool,
@@ -109,6 +110,12 @@ class TrainConfig:
         finetune_lr_factor: phase 2's learning rate as a fraction of ``lr``; default 0.1.
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
+        augmentation: the training augmentation, ``"cifar"``, ``"imagenet"`` or ``"none"``;
+            default ``"imagenet"`` for ImageNet-style presets and inputs of 64 px and up,
+            ``"cifar"`` otherwise (see :mod:`keras_resnet.data`).
+        bad_files: an image folder's unreadable files: ``"error"`` (default) stops at the
+            first with an error naming it; ``"skip"`` drops them and lists them in the run's
+            ``skipped_files.txt``.
         seed: seeds shuffling and augmentation; the weights too with
             ``train(..., set_global_seed=True)``.
         mixed_precision: default: on for GPUs with compute capability >= 7.0, off on CPU.
@@ -142,9 +149,11 @@ class TrainConfig:
     image_size: int | None = None
     validation_split: float | None = None
     augment: bool = True
+    augmentation: str | None = None
     flip: bool | None = None
     data_dir: str | None = None
     cache: bool | str = True
+    bad_files: str = "error"
     seed: int = 0
     mixed_precision: bool | None = None
     jit_compile: bool | None = None
@@ -178,6 +187,9 @@ class TrainConfig:
         for name in ("flip", "mixed_precision", "jit_compile"):
             check_bool(name, getattr(self, name), optional=True, none_means="auto")
         check_type("cache", self.cache, (bool, str), "True, False or a folder path for cache files")
+        check_choice("augmentation", self.augmentation, (*AUGMENTATIONS, None),
+                     f"one of {', '.join(AUGMENTATIONS)} or None (by model and image size)")
+        check_choice("bad_files", self.bad_files, BAD_FILE_POLICIES)
         check_path("data_dir", self.data_dir, optional=True, allowed="a folder path")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {str(self.data_dir)!r} does not exist or is not a folder")
@@ -598,7 +610,9 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
             dataset = load_dataset(
                 dataset, image_size=config.image_size, batch_size=config.batch_size or PAPER_BATCH_SIZE,
                 validation_split=config.validation_split, seed=config.seed, augment=config.augment,
-                flip=config.flip, data_dir=config.data_dir, cache=config.cache,
+                augmentation=config.augmentation or _preset_augmentation(model, overrides),
+                flip=config.flip, data_dir=config.data_dir, cache=config.cache, bad_files=config.bad_files,
+                skipped_files=out / SKIPPED_FILES if config.bad_files == "skip" else None,
             )
         if set_global_seed:
             keras.utils.set_random_seed(config.seed)
@@ -633,8 +647,9 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
             if verbose and phase.trainable is not None:  # Keras counts to the phase's end: say where it lies
                 print(f"Phase {phase.number} of fine-tuning: {finetune.describe(phase)}, "
                       f"epochs {phase.start + 1}-{phase.end} of {epochs}")
-            model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=max(initial_epoch, phase.start),
-                      callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
+            with _naming_unreadable_files():
+                model.fit(train_ds, validation_data=val_ds, epochs=phase.end, initial_epoch=max(initial_epoch, phase.start),
+                          callbacks=[*callbacks, *extra_callbacks], verbose=verbose, shuffle=False)
         settings = recipe["device"]
         if source is not None:
             source["phases"] = finetune.describe_phases(model, phases, config, dataset.batch_size, dataset.steps_per_epoch)
@@ -645,7 +660,9 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
         # (validation), where a reloaded model.keras would trace again (0.34 s against 1.49 s).
         started = time.perf_counter()
         model.set_weights(checkpoint.best_weights(model))
-        test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+        with _naming_unreadable_files():
+            test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+        skipped = _list_skipped(dataset, write_dir if keep and settings["is_chief"] else None, verbose)
         if keep and settings["is_chief"]:
             runs.save_model(model, write_dir / "model.keras")
         metrics = _run_metrics(model, dataset, config, recipe, state, built_here,
@@ -653,6 +670,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                                      "seconds": time.perf_counter() - started})
         if source is not None:
             metrics["finetune"] = json.loads(json.dumps(source, default=str))
+        if skipped is not None:
+            metrics["skipped_files"] = len(skipped)
         runs.finish(write_dir, state, metrics, keep=keep and settings["is_chief"])
         return TrainResult(model=model, history=state["history"], metrics=metrics, out=out if keep else None)
 
@@ -673,6 +692,7 @@ def _run_metrics(model, dataset, config, recipe: dict, state: dict, built_here: 
         "seconds": round(sum(r["seconds"] for r in rows), 2),
         "evaluation_seconds": round(test["seconds"], 2),
         "counts": {"train": dataset.train_count, "validation": dataset.validation_count, "test": dataset.test_count},
+        "class_names": list(dataset.class_names),
         "config": {**dataclasses.asdict(config), "batch_size": dataset.batch_size,
                    **{k: v for k, v in recipe.items() if k != "device"},
                    "weight_decay": config.weight_decay if built_here else "the given model's own",
@@ -682,6 +702,46 @@ def _run_metrics(model, dataset, config, recipe: dict, state: dict, built_here: 
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
     return json.loads(json.dumps(metrics, default=str))  # as metrics.json holds it
+
+
+SKIPPED_FILES = "skipped_files.txt"
+
+
+def _preset_augmentation(model, overrides) -> str | None:
+    """"imagenet" for ImageNet-style presets (whatever the image size); None: by image size."""
+    if not isinstance(model, str):
+        return None
+    from keras_resnet.presets import check_architecture
+
+    return "imagenet" if check_architecture(model, **overrides).get("style") == "imagenet" else None
+
+
+@contextlib.contextmanager
+def _naming_unreadable_files():
+    """Turns a folder pipeline's unreadable-file error into a ValueError that names the file."""
+    import tensorflow as tf
+
+    from keras_resnet.folders import reraise_unreadable
+
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        reraise_unreadable(e)
+        raise
+
+
+def _list_skipped(dataset, out, verbose) -> list[str] | None:
+    """With ``bad_files="skip"``: the files skipped (each once), rewritten into ``out``'s list."""
+    if getattr(dataset, "skipped_files", None) is None:
+        return None
+    skipped = dataset.skipped()
+    if out is not None:
+        from keras_resnet import fileio
+
+        fileio.write_text(Path(out) / SKIPPED_FILES, "".join(f"{p}\n" for p in skipped))
+    if skipped and verbose:
+        print(f"Skipped {len(skipped)} unreadable image file(s)" + (f", listed in {Path(out) / SKIPPED_FILES}" if out else ""))
+    return skipped
 
 
 def _labels(ds, num_classes, one_hot):

@@ -456,3 +456,43 @@ def test_cli_bad_arguments_fail_before_tensorflow_starts(tmp_path):
     imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
     assert "keras_resnet.training" in imported  # the check ran, through the library's validation
     assert not {name.split(".")[0] for name in imported} & {"tensorflow", "keras", "numpy"}
+
+
+def _write_pets(root, per_class=12, bad=None):
+    """Two class folders of tiny PNGs, plus an unreadable file named ``bad``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(root / cls / f"{i:02d}.png")
+    if bad:
+        (root / "dog" / bad).write_bytes(b"not an image")
+    return root
+
+
+@pytest.mark.slow
+def test_training_on_a_folder_names_an_unreadable_file_or_skips_and_lists_it(tmp_path):
+    pets = _write_pets(tmp_path / "pets", bad="broken.png")
+    config = TrainConfig(epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match=r"cannot read image '.*dog/broken\.png'.*bad_files='skip'"):
+        train("resnet20", str(pets), config, out=tmp_path / "strict", verbose=0, depth=8)
+    skip = TrainConfig(epochs=2, batch_size=8, bad_files="skip")
+    result = train("resnet20", str(pets), skip, out=tmp_path / "lenient", verbose=0, depth=8)
+    listed = (tmp_path / "lenient" / "skipped_files.txt").read_text().splitlines()
+    assert listed == [str(pets / "dog" / "broken.png")]  # once, though two epochs met it
+    assert result.metrics["skipped_files"] == 1 and result.metrics["class_names"] == ["cat", "dog"]
+    assert result.metrics["config"]["augmentation"]["recipe"] == "cifar"  # 12 px, a CIFAR-style preset
+
+
+def test_imagenet_style_presets_default_to_the_imagenet_recipe():
+    from keras_resnet.training import _preset_augmentation
+
+    assert _preset_augmentation("resnet18", {}) == "imagenet"
+    assert _preset_augmentation("resnet20", {}) is None  # by image size
+    assert _preset_augmentation("resnet20", {"style": "imagenet", "depth": 18}) == "imagenet"
+    with pytest.raises(ValueError, match=r"augmentation must be one of cifar, imagenet, none or None.*'autumn'"):
+        TrainConfig(augmentation="autumn")
+    with pytest.raises(ValueError, match=r"bad_files must be one of error, skip; received bad_files='ignore'"):
+        TrainConfig(bad_files="ignore")
