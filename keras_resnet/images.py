@@ -233,13 +233,20 @@ def read_image_file(path, channels: int, size: Sequence[int] | None = None, fit:
     Raises:
         ValueError: naming the file, when it cannot be read or is not a readable image.
     """
+    import re
+
     import tensorflow as tf
 
+    _check(channels, fit)
     try:
         contents = tf.io.read_file(str(path))
         return decode(contents, channels, size, fit).numpy()
     except (tf.errors.OpError, OSError) as e:
-        reason = getattr(e, "message", str(e)).strip().splitlines()[0] if str(e) else type(e).__name__
+        # TensorFlow wraps an op's message in "{{function_node ...}} ... [Op:Name] name:".
+        text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](?: name:.*)?$", "",
+                      str(getattr(e, "message", "") or e).strip())
+        lines = [line for line in text.splitlines() if line.strip()]
+        reason = lines[0].strip() if lines else type(e).__name__
         raise ValueError(f"cannot read image {str(path)!r}: {reason}") from None
 
 
@@ -258,7 +265,9 @@ def _dispatch(contents, jpeg, other, tf):
     One branch per image: a ``tf.cond`` costs about a fifth of decoding a small JPEG, and two
     string comparisons find the EXIF segment that most files do not have.
     """
-    has_exif = tf.equal(tf.strings.substr(contents, 6, 4), b"Exif") | tf.equal(tf.strings.substr(contents, 24, 4), b"Exif")
+    length = tf.strings.length(contents)  # a file shorter than the offsets is not an image; let the decoder say so
+    has_exif = (tf.equal(tf.strings.substr(contents, tf.minimum(6, length), 4), b"Exif")
+                | tf.equal(tf.strings.substr(contents, tf.minimum(24, length), 4), b"Exif"))
     index = tf.where(tf.io.is_jpeg(contents), tf.where(has_exif, 2, 1), 0)
     return tf.switch_case(index, [other, jpeg, lambda: _orient(jpeg(), exif_orientation(contents), tf)])
 
