@@ -583,17 +583,16 @@ def _load_folder(name, root, *, image_size, batch_size, validation_split, seed, 
         ds = _cache(stream(*index.splits["train"]).unbatch(), cache, "train", counts["train"])
         pipelines["train"] = _pipeline(ds, training=True, batch_size=batch_size, seed=seed, augmentation=settings,
                                        shuffle_buffer=shuffle_buffer, tf=tf)
-    else:  # files shuffled by name each epoch, decoded and cropped in one parallel step
-        augment_one = _augmenter({**settings, "flip": False}, tf)
+    else:  # files shuffled by name each epoch, decoded, cropped and flipped in one parallel step
+        augment_one = _augmenter(settings, tf)
         if settings["recipe"] == "imagenet":
             def transform(contents, image_seed):
-                return decode_random_crop(contents, channels, size, image_seed)
+                image = decode_random_crop(contents, channels, size, image_seed)
+                return _random_flip(image, image_seed, tf) if settings["flip"] else image
         else:
             def transform(contents, image_seed):
                 return augment_one(evaluate(contents, None), image_seed)
         ds = stream(*index.splits["train"], transform, shuffle_seed=seed)
-        if settings["flip"]:
-            ds = _flip_batches(ds, seed, tf)
         pipelines["train"] = _as_float(ds, tf)
     return Dataset(
         name=name, train=pipelines["train"], validation=pipelines["validation"], test=pipelines["test"],
@@ -669,18 +668,6 @@ def _as_float(batches, tf):
     return batches.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _flip_batches(batches, seed, tf):
-    """Mirrors a random half of each batch's images (one draw per image from a seeded stream)."""
-    seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-
-    def flip(batch, pair):
-        images, labels = batch
-        mirror = tf.random.stateless_uniform([tf.shape(images)[0]], seed=pair) < 0.5
-        return tf.where(mirror[:, None, None, None], tf.reverse(images, [2]), images), labels
-
-    return tf.data.Dataset.zip(batches, seeds).map(flip, num_parallel_calls=tf.data.AUTOTUNE)
-
-
 def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, tf, shuffled=False):
     """Batches a split; a training split held in memory is shuffled and augmented here too
     (``shuffled``: the source already did both, as a folder streamed from disk does)."""
@@ -698,17 +685,30 @@ def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, t
     return ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+# The flip's random stream is the image's seed shifted by this (image numbers stay far below),
+# so that it is independent of the crop drawn from the seed itself.
+_FLIP_SEED_OFFSET = (0, 1 << 40)
+
+
 def _split_seed(seed, k, tf):
     return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)[k]
 
 
-def _augmenter(settings, tf):
-    """``(uint8 image, (2,) seed) -> image``: the recipe's random transformations.
+def _random_flip(image, seed, tf):
+    """Mirrors ``image`` left-right with probability 1/2, drawn from ``seed`` (a ``(2,)`` tensor).
 
-    The flip is ``tf.image``'s stateless flip rather than ``keras.layers.RandomFlip``: the
-    Keras layer draws from a generator whose state the parallel pipeline would share, while a
-    seed per image keeps every epoch reproducible and independent of the thread timing.
+    Not ``keras.layers.RandomFlip``: the Keras layer draws from a generator whose state the
+    parallel pipeline would share, while a seed per image keeps every epoch reproducible and
+    independent of the thread timing. And not ``tf.image.stateless_random_flip_left_right``,
+    whose select over both versions costs several times more than the reverse alone: an empty
+    axis list makes ``tf.reverse`` return the image as it is.
     """
+    mirror = tf.random.stateless_uniform([], seed=tf.cast(seed, tf.int64) + _FLIP_SEED_OFFSET) < 0.5
+    return tf.reverse(image, tf.boolean_mask(tf.constant([1]), tf.reshape(mirror, [1])))
+
+
+def _augmenter(settings, tf):
+    """``(uint8 image, (2,) seed) -> image``: the recipe's random transformations."""
     from keras_resnet.images import random_resized_crop
 
     pad, flip, recipe = settings["pad"], settings["flip"], settings["recipe"]
@@ -723,8 +723,6 @@ def _augmenter(settings, tf):
             shape = image.shape
             padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
             image = tf.image.stateless_random_crop(padded, size=shape, seed=_split_seed(seed, 1, tf))
-        if flip:
-            image = tf.image.stateless_random_flip_left_right(image, seed=_split_seed(seed, 2, tf))
-        return image
+        return _random_flip(image, seed, tf) if flip else image
 
     return augment
