@@ -1,11 +1,10 @@
-"""Tests of keras_resnet.data: digits, TFDS (mock data), image folders, augmentation, preprocessing."""
+"""Tests of keras_resnet.data: digits, TFDS (mock data), augmentation, preprocessing (image folders: test_folders.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from keras_resnet.data import Dataset, check_dataset, load_dataset, preprocessing
 
@@ -122,58 +121,6 @@ def test_tfds_resize_and_grayscale_on_mock_data():
         x, _ = next(ds.train.as_numpy_iterator())
     assert ds.input_shape == (16, 16, 1) and x.shape == (4, 16, 16, 1)
     assert ds.augmentation["flip"] is False and ds.validation is None
-
-
-def write_folder(root, classes=("cat", "dog", "eel"), per_class=10, size=(12, 10), mode="RGB"):
-    """Random PNGs, one sub-folder per class; returns {class: [arrays]}."""
-    rng = np.random.default_rng(0)
-    images = {}
-    for cls in classes:
-        (root / cls).mkdir(parents=True)
-        images[cls] = []
-        for i in range(per_class):
-            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-            pixels = rng.integers(0, 256, shape, dtype=np.uint8)
-            Image.fromarray(pixels, mode).save(root / cls / f"{i:03d}.png")
-            images[cls].append(pixels)
-    return images
-
-
-def test_folder_of_pngs(tmp_path):
-    images = write_folder(tmp_path / "pets")
-    ds = load_dataset(str(tmp_path / "pets"), batch_size=4, augment=False)
-    assert ds.class_names == ("cat", "dog", "eel") and ds.num_classes == 3
-    assert ds.input_shape == (10, 12, 3)  # height 10, width 12: the images' own size
-    # Per class: 2 of 10 for testing, 1 of the other 8 for validation.
-    assert (ds.train_count, ds.validation_count, ds.test_count) == (21, 3, 6)
-    seen = []
-    for split in (ds.train, ds.validation, ds.test):
-        x, y = arrays(split)
-        assert x.dtype == np.float32 and y.dtype == np.int64
-        seen += [(int(label), img.astype(np.uint8).tobytes()) for img, label in zip(x, y)]
-    expected = [(k, img.tobytes()) for k, cls in enumerate(ds.class_names) for img in images[cls]]
-    assert sorted(seen) == sorted(expected)  # every image once, exact pixels, right label
-    # The split is fixed: another seed reshuffles training but tests on the same images.
-    other = load_dataset(str(tmp_path / "pets"), batch_size=4, augment=False, seed=9)
-    np.testing.assert_array_equal(arrays(other.test)[0], arrays(ds.test)[0])
-
-
-def test_folder_with_train_and_test_folders_in_grayscale(tmp_path):
-    write_folder(tmp_path / "train", per_class=5, mode="L")
-    write_folder(tmp_path / "test", per_class=2, mode="L")
-    ds = load_dataset(str(tmp_path), batch_size=8, image_size=8, validation_split=0.2)
-    assert ds.input_shape == (8, 8, 1)
-    assert (ds.train_count, ds.validation_count, ds.test_count) == (12, 3, 6)
-
-
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_folder_with_a_corrupt_image_names_the_file(tmp_path, damage):
-    write_folder(tmp_path / "pets")
-    bad = tmp_path / "pets" / "dog" / "005.png"
-    data = bad.read_bytes()
-    bad.write_bytes(b"not an image at all" if damage == "garbage" else data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"cannot read image .*dog/005\.png"):
-        load_dataset(str(tmp_path / "pets"))
 
 
 @pytest.mark.parametrize(
