@@ -107,6 +107,9 @@ class TrainConfig:
             frozen; default half of ``epochs``. The other epochs are phase 2.
         unfreeze: what phase 2 trains: ``"all"`` (default) or the last N stages (an int).
         finetune_lr_factor: phase 2's learning rate as a fraction of ``lr``; default 0.1.
+        freeze_batchnorm: keep the backbone's BatchNorm layers frozen in phase 2 (inference
+            mode: the pretrained moving statistics normalise, gamma and beta do not train);
+            default True when fine-tuning. False lets those of the unfrozen stages train.
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
         seed: seeds shuffling and augmentation; the weights too with
@@ -139,6 +142,7 @@ class TrainConfig:
     freeze_epochs: int | None = None
     unfreeze: str | int = finetune.DEFAULT_UNFREEZE
     finetune_lr_factor: float = finetune.DEFAULT_FINETUNE_LR_FACTOR
+    freeze_batchnorm: bool | None = None
     image_size: int | None = None
     validation_split: float | None = None
     augment: bool = True
@@ -561,6 +565,8 @@ def train(
     signature = runs.signature(model, model_overrides, dataset_name, config)
     if config.weights is not None:  # the file's content, not only its path
         signature["weights"] = finetune.fingerprint(config.weights)
+        # Resolved, so that None (the default) and True resume each other's run.
+        signature["config"]["freeze_batchnorm"] = finetune.resolved_freeze_batchnorm(config)
 
     temporary = None
     if out is None:
@@ -599,6 +605,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                 dataset, image_size=config.image_size, batch_size=config.batch_size or PAPER_BATCH_SIZE,
                 validation_split=config.validation_split, seed=config.seed, augment=config.augment,
                 flip=config.flip, data_dir=config.data_dir, cache=config.cache,
+                stats=finetune.weights_stats(config.weights),
             )
         if set_global_seed:
             keras.utils.set_random_seed(config.seed)
@@ -653,6 +660,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                                      "seconds": time.perf_counter() - started})
         if source is not None:
             metrics["finetune"] = json.loads(json.dumps(source, default=str))
+            if "mean" in source:  # the weights' own normalisation, not a given Dataset's statistics
+                metrics["config"].update(mean=source["mean"], std=source["std"])
         runs.finish(write_dir, state, metrics, keep=keep and settings["is_chief"])
         return TrainResult(model=model, history=state["history"], metrics=metrics, out=out if keep else None)
 
