@@ -576,8 +576,9 @@ def _from_keras_file(path: str, shape: tuple, weight_decay: float):
 
 def describe_phases(model, phases: list[Phase], config, batch_size: int, steps_per_epoch: int) -> list[dict]:
     """One record per phase for ``metrics.json``: epochs, what trains, learning rate, trainable
-    parameters, and the backbone's BatchNorm layers (``"frozen (inference mode)"`` or how many
-    train with batch statistics). Leaves ``model``'s flags as the last phase set them."""
+    parameters, and the backbone's BatchNorm layers as the phase leaves them (``batchnorm_frozen``,
+    and ``batchnorm``: ``"frozen (inference mode)"`` or how many train with batch statistics).
+    Leaves ``model``'s flags as the last phase set them."""
     rows = []
     norms = batchnorm_layers(backbone(model))
     for phase in phases:
@@ -589,7 +590,7 @@ def describe_phases(model, phases: list[Phase], config, batch_size: int, steps_p
             "trains": _describe(phase.trainable), "lr": phase_config.resolved_lr(batch_size),
             "warmup_steps": phase_config.resolved_warmup(phase.epochs * steps_per_epoch),
             "trainable_params": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
-            "freeze_batchnorm": phase.freeze_batchnorm,
+            "batchnorm_frozen": not training,
             "batchnorm": ("frozen (inference mode)" if not training else
                           f"{training} of {len(norms)} layers train (batch statistics)"),
         })

@@ -241,7 +241,7 @@ def test_phase_2_with_frozen_batchnorm_trains_convolutions_and_keeps_the_statist
                                       old.get_layer("stem_bn").get_weights()[0 if name == "gamma" else 1])
     ft = result.metrics["finetune"]
     assert ft["freeze_batchnorm"] is True
-    assert [(p["phase"], p["freeze_batchnorm"], p["batchnorm"]) for p in ft["phases"]] == [
+    assert [(p["phase"], p["batchnorm_frozen"], p["batchnorm"]) for p in ft["phases"]] == [
         (2, True, "frozen (inference mode)")]
     norm = original.get_layer("normalize").get_config()
     assert result.metrics["config"]["mean"] == ft["mean"] == norm["mean"]
@@ -260,7 +260,7 @@ def test_phase_2_with_trained_batchnorm_moves_the_statistics(tmp_path, source):
     before, after = moving_statistics(original), moving_statistics(result.model)
     assert all(not np.allclose(after[k], before[k]) for k in after)
     phases = result.metrics["finetune"]["phases"]
-    assert [(p["freeze_batchnorm"], p["batchnorm"]) for p in phases] == [(False, "7 of 7 layers train (batch statistics)")]
+    assert [(p["batchnorm_frozen"], p["batchnorm"]) for p in phases] == [(False, "7 of 7 layers train (batch statistics)")]
     assert result.metrics["config"]["freeze_batchnorm"] is False
 
 
