@@ -205,6 +205,7 @@ def _cmd_train(args) -> int:
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
         tensorboard=args.tensorboard, weights=args.weights, freeze_epochs=args.freeze_epochs,
         unfreeze=_unfreeze(args.unfreeze), finetune_lr_factor=args.finetune_lr_factor,
+        freeze_batchnorm=args.freeze_batchnorm,
     ).validate()
     check_dataset(args.dataset, args.data_dir)
     overrides = model_overrides(args)
@@ -553,6 +554,9 @@ def _add_train_parser(sub) -> None:
                    help=f"what phase 2 trains: all, or the last K stages (default {c.unfreeze})")
     g.add_argument("--finetune-lr-factor", type=float, default=c.finetune_lr_factor, metavar="F",
                    help=f"phase 2's learning rate is F times --lr (default {c.finetune_lr_factor:g})")
+    g.add_argument("--train-batchnorm", dest="freeze_batchnorm", action="store_const", const=False, default=None,
+                   help="let phase 2 train the BatchNorm layers of the unfrozen stages (batch statistics, gamma, "
+                   "beta); by default they stay frozen in inference mode with the pretrained statistics")
     p.add_argument("--epochs", type=int, help=f"{_epochs_help(DEFAULT_EPOCHS)} (the paper's)")
     p.add_argument("--batch-size", type=int, help=f"global batch size (default {PAPER_BATCH_SIZE})")
     p.add_argument("--lr", type=float, help=LR_HELP)
@@ -751,7 +755,8 @@ def _cmd_transfer(args) -> int:
 
     kwargs = dict(seeds=args.seeds, shots=args.shots, pretrain_epochs=args.pretrain_epochs, epochs=args.epochs,
                   freeze_epochs=args.freeze_epochs, unfreeze=_unfreeze(args.unfreeze), lr=args.lr,
-                  finetune_lr_factor=args.finetune_lr_factor, batch_size=args.batch_size, depth=args.depth,
+                  finetune_lr_factor=args.finetune_lr_factor, freeze_batchnorm=args.freeze_batchnorm,
+                  batch_size=args.batch_size, depth=args.depth,
                   image_size=args.image_size, out=args.out, verbose=args.progress)
     digits_transfer(**kwargs, dry_run=True)  # validates before TensorFlow starts
     import_keras(args.verbose)
@@ -794,6 +799,8 @@ def _add_transfer_parser(sub) -> None:
     p.add_argument("--unfreeze", default=d["unfreeze"], metavar="all|K", help=f"default {d['unfreeze']}")
     p.add_argument("--finetune-lr-factor", type=float, default=d["finetune_lr_factor"], metavar="F",
                    help=f"default {d['finetune_lr_factor']:g}")
+    p.add_argument("--train-batchnorm", dest="freeze_batchnorm", action="store_false",
+                   help="fine-tuning's phase 2 trains the BatchNorm layers too (by default they stay frozen)")
     p.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on 5-9 (default {d['lr']:g})")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help=f"default {d['batch_size']}")
     p.add_argument("--depth", type=int, default=d["depth"], help=f"6n+2 (default {d['depth']})")

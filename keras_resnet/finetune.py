@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from keras_resnet.validation import check_float, check_int, check_path
+from keras_resnet.validation import check_bool, check_float, check_int, check_path
 
 IMAGENET = "imagenet"
 KERAS_APPLICATIONS_PRESETS = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152"}
@@ -103,15 +106,18 @@ def check_unfreeze(unfreeze) -> str | int:
 
 def check_config(config) -> None:
     """Checks a :class:`keras_resnet.training.TrainConfig`'s fine-tuning fields (called by its
-    ``validate``): ``weights``, ``freeze_epochs``, ``unfreeze`` and ``finetune_lr_factor``."""
+    ``validate``): ``weights``, ``freeze_epochs``, ``unfreeze``, ``finetune_lr_factor`` and
+    ``freeze_batchnorm``."""
     check_weights_argument(config.weights)
     check_int("freeze_epochs", config.freeze_epochs, 0, optional=True, none_means="half of the epochs")
     check_unfreeze(config.unfreeze)
     check_float("finetune_lr_factor", config.finetune_lr_factor, 0, exclusive_minimum=True)
+    check_bool("freeze_batchnorm", config.freeze_batchnorm, optional=True, none_means="True when fine-tuning")
     if config.weights is None:
         given = [name for name, value, default in (
             ("freeze_epochs", config.freeze_epochs, None), ("unfreeze", config.unfreeze, DEFAULT_UNFREEZE),
-            ("finetune_lr_factor", config.finetune_lr_factor, DEFAULT_FINETUNE_LR_FACTOR)) if value != default]
+            ("finetune_lr_factor", config.finetune_lr_factor, DEFAULT_FINETUNE_LR_FACTOR),
+            ("freeze_batchnorm", config.freeze_batchnorm, None)) if value != default]
         if given:
             raise ValueError(f"{', '.join(given)} only matter when fine-tuning: pass weights ('imagenet' or a "
                              ".weights.h5 or .keras file) too, or leave them at their defaults")
@@ -142,6 +148,91 @@ def check_train_arguments(model, overrides: dict, config) -> None:
                          f"(keras.applications' ResNets); received model={model!r}")
 
 
+def resolved_freeze_batchnorm(config) -> bool:
+    """Whether phase 2 keeps the backbone's BatchNorm layers frozen: ``config.freeze_batchnorm``,
+    by default True when fine-tuning (``config.weights`` set), else False (nothing to freeze).
+
+    Example:
+    >>> from keras_resnet.training import TrainConfig
+    >>> resolved_freeze_batchnorm(TrainConfig(weights="imagenet")), resolved_freeze_batchnorm(TrainConfig())
+    (True, False)
+    >>> resolved_freeze_batchnorm(TrainConfig(weights="imagenet", freeze_batchnorm=False))
+    False
+    """
+    if config.freeze_batchnorm is None:
+        return config.weights is not None
+    return bool(config.freeze_batchnorm)
+
+
+def weights_stats(weights: str | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The per-channel ``(mean, std)`` that the weights normalise their input with, when they bring
+    their own, read without building a model; None when the dataset's statistics are to be used.
+
+    * ``"imagenet"`` and keras.applications ``.weights.h5`` files: the Caffe means (RGB order),
+      std 1 (no scaling), as :func:`caffe_preprocessing`.
+    * A ``.keras`` model of this package: its ``Normalization`` layer's mean and the square root
+      of its variance, from the file's ``config.json`` (None if the layer was adapted rather
+      than given its statistics).
+    * A ``.weights.h5`` of this package's ``ResNet``: None (it holds no normalisation).
+
+    Example:
+    >>> weights_stats("imagenet")
+    ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0))
+    >>> weights_stats(None) is None
+    True
+    """
+    if weights is None:
+        return None
+    if weights == IMAGENET:
+        return CAFFE_MEAN_RGB, (1.0,) * 3
+    if os.fspath(weights).endswith(".keras"):
+        try:
+            with zipfile.ZipFile(weights) as archive:
+                config = json.loads(archive.read("config.json"))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return None  # not readable here: building the model says what is wrong with it
+        found = list(_normalization_configs(config))
+        return normalization_stats(found[0]) if len(found) == 1 else None
+    from keras_resnet.weights import _is_keras_applications_file
+
+    if _is_keras_applications_file(weights):
+        return CAFFE_MEAN_RGB, (1.0,) * 3
+    return None
+
+
+def _normalization_configs(node):
+    """The configs of the Normalization layers in a Keras model's serialized config."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "Normalization" and isinstance(node.get("config"), dict):
+            yield node["config"]
+            return
+        for value in node.values():
+            yield from _normalization_configs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _normalization_configs(value)
+
+
+def normalization_stats(config: dict) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` per channel from a ``keras.layers.Normalization`` config that holds its mean
+    and variance (this package's layers do); None otherwise.
+
+    Example:
+    >>> normalization_stats({"mean": [100.0], "variance": [2500.0]})
+    ((100.0,), (50.0,))
+    """
+    mean, variance = config.get("mean"), config.get("variance")
+    if not isinstance(mean, list) or not isinstance(variance, list) or len(mean) != len(variance) or not mean:
+        return None
+    try:
+        mean, variance = [float(m) for m in mean], [float(v) for v in variance]
+    except (TypeError, ValueError):
+        return None
+    if min(variance) <= 0:
+        return None
+    return tuple(mean), tuple(math.sqrt(v) for v in variance)
+
+
 def fingerprint(weights: str | None) -> str | None:
     """What identifies the weights in a run's signature: ``"imagenet"``, or the file's SHA-256
     (a retrained ``model.keras`` at the same path is another fine-tune)."""
@@ -162,7 +253,8 @@ class Phase:
 
     Epochs ``start + 1`` to ``end`` (``model.fit``'s ``initial_epoch`` and ``epochs``).
     ``trainable`` is None (a plain run: everything trains), ``"head"``, ``"all"`` or the number
-    of last stages; ``lr_factor`` scales the recipe's learning rate.
+    of last stages; ``lr_factor`` scales the recipe's learning rate; ``freeze_batchnorm`` keeps
+    every BatchNormalization of the backbone frozen (inference mode) while its stages train.
     """
 
     number: int
@@ -170,6 +262,7 @@ class Phase:
     end: int
     trainable: str | int | None
     lr_factor: float = 1.0
+    freeze_batchnorm: bool = False
 
     @property
     def epochs(self) -> int:
@@ -201,13 +294,15 @@ def plan_phases(config, epochs: int) -> list[Phase]:
     >>> [(p.trainable, p.start, p.end, p.lr_factor) for p in plan_phases(TrainConfig(), 30)]
     [(None, 0, 30, 1.0)]
     >>> config = TrainConfig(weights="imagenet", freeze_epochs=2, unfreeze=1)
-    >>> [(p.trainable, p.start, p.end, p.lr_factor) for p in plan_phases(config, 5)]
-    [('head', 0, 2, 1.0), (1, 2, 5, 0.1)]
+    >>> [(p.trainable, p.start, p.end, p.lr_factor, p.freeze_batchnorm) for p in plan_phases(config, 5)]
+    [('head', 0, 2, 1.0, False), (1, 2, 5, 0.1, True)]
     """
     if config.weights is None:
         return [Phase(1, 0, epochs, None)]
     frozen = resolved_freeze_epochs(config, epochs)
-    phases = [Phase(1, 0, frozen, HEAD), Phase(2, frozen, epochs, config.unfreeze, config.finetune_lr_factor)]
+    # Phase 1's backbone is frozen whole, BatchNorms included.
+    phases = [Phase(1, 0, frozen, HEAD), Phase(2, frozen, epochs, config.unfreeze, config.finetune_lr_factor,
+                                               resolved_freeze_batchnorm(config))]
     return [p for p in phases if p.epochs > 0]
 
 
@@ -217,9 +312,12 @@ def describe(phase: Phase) -> str:
     Example:
     >>> describe(Phase(2, 3, 6, 2, 0.1))
     'trains the last 2 stages and the head at 0.1 x lr'
+    >>> describe(Phase(2, 3, 6, "all", 0.1, freeze_batchnorm=True))
+    'trains all layers at 0.1 x lr, BatchNorm frozen (inference mode)'
     """
     rate = f" at {phase.lr_factor:g} x lr" if phase.lr_factor != 1.0 else ""
-    return f"trains {_describe(phase.trainable)}{rate}"
+    batchnorm = ", BatchNorm frozen (inference mode)" if phase.freeze_batchnorm and phase.trainable != HEAD else ""
+    return f"trains {_describe(phase.trainable)}{rate}{batchnorm}"
 
 
 def _describe(trainable) -> str:
@@ -262,11 +360,40 @@ def stage_groups(resnet) -> list[list]:
     return [groups[k] for k in sorted(groups)]
 
 
-def apply_phase(model, phase: Phase) -> None:
-    """Sets the trainable flags of ``phase``: the head only, all layers, or the last stages.
+def batchnorm_layers(resnet) -> list:
+    """Every BatchNormalization in the ResNet (the blocks' :class:`keras_resnet.layers.FusedBatchNormalization`
+    included), in the order of its layers."""
+    return _batchnorms(resnet.layers)
 
-    Keras 3 runs a BatchNormalization whose ``trainable`` is False in inference mode, so frozen
-    stages keep their moving statistics. Recompile after this (a new trainable set).
+
+def _batchnorms(layers) -> list:
+    import keras
+
+    found = []
+
+    def walk(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+            return
+        children = list(layer.layers) if isinstance(layer, keras.Model) else []
+        for name in ("preact_layers", "branch_layers", "shortcut_layers"):  # this package's blocks
+            children += list(getattr(layer, name, None) or [])
+        for child in children:
+            walk(child)
+
+    for layer in layers:
+        walk(layer)
+    return found
+
+
+def apply_phase(model, phase: Phase) -> None:
+    """Sets the trainable flags of ``phase``: the head only, all layers, or the last stages; with
+    ``phase.freeze_batchnorm`` every BatchNormalization of the backbone stays frozen.
+
+    Keras 3 runs a BatchNormalization whose ``trainable`` is False in inference mode (its moving
+    statistics normalise, and do not move) and does not train its gamma and beta, so frozen
+    stages, and frozen BatchNorms in unfrozen stages, keep them. Recompile after this (a new
+    trainable set).
     """
     if phase.trainable is None:
         return
@@ -283,6 +410,10 @@ def apply_phase(model, phase: Phase) -> None:
     for i, group in enumerate(groups):
         for layer in group:
             layer.trainable = i >= len(groups) - trained
+        # Each BatchNorm is set too: setting a block's flag to the value it already has does not
+        # reach its inner layers, so a BatchNorm that an earlier phase froze would stay frozen.
+        for layer in _batchnorms(group):
+            layer.trainable = i >= len(groups) - trained and not phase.freeze_batchnorm
     resnet.trainable = trained > 0
 
 
@@ -330,7 +461,8 @@ def build_model(preset: str, dataset, config) -> tuple[Any, dict]:
 
     Returns:
         ``(model, info)``: a functional ``keras.Model`` ``pixels -> normalize -> ResNet (no top,
-        average pooling) -> predictions``, and what ``metrics.json`` records of its source.
+        average pooling) -> predictions``, and what ``metrics.json`` records of its source (with
+        the ``mean`` and ``std`` that ``normalize`` uses, and ``freeze_batchnorm``).
 
     Example:
     >>> from keras_resnet.training import TrainConfig
@@ -371,7 +503,11 @@ def build_model(preset: str, dataset, config) -> tuple[Any, dict]:
     outputs = keras.layers.Dense(int(dataset.num_classes), activation="softmax", kernel_regularizer=regularizer,
                                  name="predictions", dtype="float32" if mixed else None)(features)
     model = keras.Model(inputs, outputs, name=resnet.name)
-    info.update({"weights": weights, "backbone": resnet.name, "stages": len(stage_groups(resnet)) - 1})
+    info.update({"weights": weights, "backbone": resnet.name, "stages": len(stage_groups(resnet)) - 1,
+                 "freeze_batchnorm": resolved_freeze_batchnorm(config)})
+    stats = normalization_stats(normalize.get_config())  # what the model normalises with
+    if stats is not None:
+        info["mean"], info["std"] = list(stats[0]), list(stats[1])
     return model, info
 
 
@@ -440,17 +576,22 @@ def _from_keras_file(path: str, shape: tuple, weight_decay: float):
 
 def describe_phases(model, phases: list[Phase], config, batch_size: int, steps_per_epoch: int) -> list[dict]:
     """One record per phase for ``metrics.json``: epochs, what trains, learning rate, trainable
-    parameters. Leaves ``model``'s flags as the last phase set them."""
-    import math
-
+    parameters, and the backbone's BatchNorm layers as the phase leaves them (``batchnorm_frozen``,
+    and ``batchnorm``: ``"frozen (inference mode)"`` or how many train with batch statistics).
+    Leaves ``model``'s flags as the last phase set them."""
     rows = []
+    norms = batchnorm_layers(backbone(model))
     for phase in phases:
         apply_phase(model, phase)
         phase_config = phase.config(config, batch_size)
+        training = sum(layer.trainable for layer in norms)
         rows.append({
             "phase": phase.number, "first_epoch": phase.start + 1, "last_epoch": phase.end,
             "trains": _describe(phase.trainable), "lr": phase_config.resolved_lr(batch_size),
             "warmup_steps": phase_config.resolved_warmup(phase.epochs * steps_per_epoch),
             "trainable_params": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+            "batchnorm_frozen": not training,
+            "batchnorm": ("frozen (inference mode)" if not training else
+                          f"{training} of {len(norms)} layers train (batch statistics)"),
         })
     return rows

@@ -108,6 +108,9 @@ class TrainConfig:
             frozen; default half of ``epochs``. The other epochs are phase 2.
         unfreeze: what phase 2 trains: ``"all"`` (default) or the last N stages (an int).
         finetune_lr_factor: phase 2's learning rate as a fraction of ``lr``; default 0.1.
+        freeze_batchnorm: keep the backbone's BatchNorm layers frozen in phase 2 (inference
+            mode: the pretrained moving statistics normalise, gamma and beta do not train);
+            default True when fine-tuning. False lets those of the unfrozen stages train.
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
         augmentation: the training augmentation, ``"cifar"``, ``"imagenet"`` or ``"none"``;
@@ -146,6 +149,7 @@ class TrainConfig:
     freeze_epochs: int | None = None
     unfreeze: str | int = finetune.DEFAULT_UNFREEZE
     finetune_lr_factor: float = finetune.DEFAULT_FINETUNE_LR_FACTOR
+    freeze_batchnorm: bool | None = None
     image_size: int | None = None
     validation_split: float | None = None
     augment: bool = True
@@ -573,6 +577,8 @@ def train(
     signature = runs.signature(model, model_overrides, dataset_name, config)
     if config.weights is not None:  # the file's content, not only its path
         signature["weights"] = finetune.fingerprint(config.weights)
+        # Resolved, so that None (the default) and True resume each other's run.
+        signature["config"]["freeze_batchnorm"] = finetune.resolved_freeze_batchnorm(config)
 
     temporary = None
     if out is None:
@@ -613,6 +619,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                 augmentation=config.augmentation or _preset_augmentation(model, overrides),
                 flip=config.flip, data_dir=config.data_dir, cache=config.cache, bad_files=config.bad_files,
                 skipped_files=out / SKIPPED_FILES if config.bad_files == "skip" else None,
+                stats=finetune.weights_stats(config.weights),
             )
         if set_global_seed:
             keras.utils.set_random_seed(config.seed)
@@ -670,6 +677,8 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
                                      "seconds": time.perf_counter() - started})
         if source is not None:
             metrics["finetune"] = json.loads(json.dumps(source, default=str))
+            if "mean" in source:  # the weights' own normalisation, not a given Dataset's statistics
+                metrics["config"].update(mean=source["mean"], std=source["std"])
         if skipped is not None:
             metrics["skipped_files"] = len(skipped)
         runs.finish(write_dir, state, metrics, keep=keep and settings["is_chief"])

@@ -21,7 +21,7 @@ from pathlib import Path
 from keras_resnet import fileio
 from keras_resnet.finetune import DEFAULT_FINETUNE_LR_FACTOR, check_unfreeze
 from keras_resnet.presets import stage_layout
-from keras_resnet.validation import check_choice, check_float, check_int, check_path, is_int
+from keras_resnet.validation import check_bool, check_choice, check_float, check_int, check_path, is_int
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
@@ -38,6 +38,7 @@ class _Plan:
     freeze_epochs: int
     unfreeze: str | int
     finetune_lr_factor: float
+    freeze_batchnorm: bool
     lr: float
     batch_size: int
     depth: int
@@ -46,8 +47,8 @@ class _Plan:
     verbose: int
 
 
-def _plan(seeds, shots, pretrain_epochs, epochs, freeze_epochs, unfreeze, finetune_lr_factor, lr, batch_size,
-          depth, image_size, out, verbose) -> _Plan:
+def _plan(seeds, shots, pretrain_epochs, epochs, freeze_epochs, unfreeze, finetune_lr_factor, freeze_batchnorm, lr,
+          batch_size, depth, image_size, out, verbose) -> _Plan:
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ValueError(f"seeds must be a non-empty sequence of integers >= 0; received seeds={seeds!r}")
     seeds = tuple(check_int("seed", s, 0) for s in seeds)
@@ -64,6 +65,7 @@ def _plan(seeds, shots, pretrain_epochs, epochs, freeze_epochs, unfreeze, finetu
         seeds=seeds, shots=check_int("shots", shots, 1), pretrain_epochs=check_int("pretrain_epochs", pretrain_epochs, 1),
         epochs=epochs, freeze_epochs=freeze_epochs, unfreeze=check_unfreeze(unfreeze),
         finetune_lr_factor=check_float("finetune_lr_factor", finetune_lr_factor, 0, exclusive_minimum=True),
+        freeze_batchnorm=check_bool("freeze_batchnorm", freeze_batchnorm),
         lr=check_float("lr", lr, 0, exclusive_minimum=True), batch_size=check_int("batch_size", batch_size, 1),
         depth=depth, image_size=check_int("image_size", image_size, 8), out=Path(out),
         verbose=check_choice("verbose", verbose, (0, 1, 2), "0, 1 or 2"),
@@ -78,6 +80,7 @@ def digits_transfer(
     freeze_epochs: int = 10,
     unfreeze: str | int = "all",
     finetune_lr_factor: float = DEFAULT_FINETUNE_LR_FACTOR,
+    freeze_batchnorm: bool = True,
     lr: float = 0.05,
     batch_size: int = 10,
     depth: int = 20,
@@ -93,14 +96,15 @@ def digits_transfer(
     package's recipe with its augmentation); draw ``shots`` training images of each of 5-9; train
     on them for ``epochs`` (SGD at ``lr``, batches of ``batch_size``) (a) fine-tuned from the
     pretrained model, the first ``freeze_epochs`` with the backbone frozen, then ``unfreeze``
-    at ``finetune_lr_factor * lr``, and (b) from scratch. Test accuracy on the 180 test digits 5-9.
+    at ``finetune_lr_factor * lr`` (with the BatchNorm layers frozen in inference mode unless
+    ``freeze_batchnorm`` is False), and (b) from scratch. Test accuracy on the 180 test digits 5-9.
 
     Args:
         seeds: one pretraining, draw of images and pair of runs per seed.
         shots: training images per target class.
         pretrain_epochs: epochs of pretraining on the digits 0-4 (about 720 images).
         epochs: epochs of both target runs; freeze_epochs of them are fine-tuning's phase 1.
-        unfreeze, finetune_lr_factor: fine-tuning's phase 2 (see ``TrainConfig``).
+        unfreeze, finetune_lr_factor, freeze_batchnorm: fine-tuning's phase 2 (see ``TrainConfig``).
         lr: peak learning rate of the target runs. batch_size: their batch size.
         depth: a CIFAR-style depth, 6n+2. image_size: digits are resized to this size.
         out: the experiment's folder: ``runs/``, ``experiment.json`` (the settings; another
@@ -118,14 +122,16 @@ def digits_transfer(
     [0, 1]
     >>> result = digits_transfer(seeds=(0, 1, 2), out="runs/transfer")  # doctest: +SKIP
     """
-    plan = _plan(seeds, shots, pretrain_epochs, epochs, freeze_epochs, unfreeze, finetune_lr_factor, lr,
-                 batch_size, depth, image_size, out, verbose)
+    plan = _plan(seeds, shots, pretrain_epochs, epochs, freeze_epochs, unfreeze, finetune_lr_factor, freeze_batchnorm,
+                 lr, batch_size, depth, image_size, out, verbose)
     settings = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(plan).items() if k != "verbose"}
     if dry_run:
         return {"settings": settings, "records": [], "summary": {}}
     # Finished runs are read back by folder name: another experiment's folder would hand back its runs.
     saved = fileio.read_json(plan.out / SETTINGS_FILE)
+    if saved is not None:  # written before freeze_batchnorm existed: the BatchNorms trained in phase 2
+        saved = {"freeze_batchnorm": False, **saved}
     if saved is not None and {k: v for k, v in saved.items() if k != "seeds"} != {
             k: v for k, v in settings.items() if k != "seeds"}:
         raise ValueError(f"out {str(plan.out)!r} holds an experiment with other settings ({saved}); choose another out")
@@ -201,7 +207,8 @@ def _run_seed(plan: _Plan, seed: int, train_arrays, test_arrays) -> dict:
     recipe = dict(epochs=plan.epochs, lr=plan.lr, seed=seed)
     tuned = _train(plan, f"finetune-s{seed}", target, TrainConfig(
         **recipe, weights=str(plan.out / "runs" / f"pretrain-s{seed}" / "model.keras"),
-        freeze_epochs=plan.freeze_epochs, unfreeze=plan.unfreeze, finetune_lr_factor=plan.finetune_lr_factor))
+        freeze_epochs=plan.freeze_epochs, unfreeze=plan.unfreeze, finetune_lr_factor=plan.finetune_lr_factor,
+        freeze_batchnorm=plan.freeze_batchnorm))
     scratch = _train(plan, f"scratch-s{seed}", target, TrainConfig(**recipe))
     record = {"seed": seed, "pretrain_accuracy": pretrained["test_accuracy"],
               "finetune_accuracy": tuned["test_accuracy"], "scratch_accuracy": scratch["test_accuracy"],
