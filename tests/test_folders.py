@@ -89,6 +89,7 @@ def test_folder_of_pngs(tmp_path):
     np.testing.assert_array_equal(arrays(other.test)[0], arrays(ds.test)[0])
 
 
+@pytest.mark.slow
 def test_folder_with_train_and_test_folders_in_grayscale(tmp_path):
     write_folder(tmp_path / "train", per_class=5, mode="L")
     write_folder(tmp_path / "test", per_class=2, mode="L")
@@ -197,6 +198,7 @@ def test_class_folders_nested_folders_and_ignored_files(tmp_path):
     assert (ds.train_count, ds.validation_count, ds.test_count) == (4, 2, 2)  # per class: 1 test, 1 validation
 
 
+@pytest.mark.slow
 def test_train_validation_and_test_folders(tmp_path):
     for split, n in (("train", 4), ("validation", 2), ("test", 3)):
         for cls in ("a", "b"):
@@ -274,7 +276,8 @@ def id_folder(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("cache", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["streamed", "cached"])
+@pytest.mark.parametrize("cache", [False, True], ids=["streamed", "cached"])
+@pytest.mark.slow
 def test_training_order_per_epoch_and_seed_evaluation_unshuffled(id_folder, cache):
     def load(seed):
         return load_dataset(str(id_folder), batch_size=5, validation_split=0, augment=False, cache=cache, seed=seed,
@@ -338,6 +341,7 @@ def test_imagenet_recipe_from_64_px(large_folder):
     assert own.input_shape == (70, 90, 3) and own.augmentation["recipe"] == "imagenet"
 
 
+@pytest.mark.slow
 def test_other_recipes_are_selectable_at_64_px(large_folder):
     train_files = sorted(str(p) for p in (large_folder / "train").rglob("*.jpg"))
     evaluated = {images.decode(open(p, "rb").read(), 3, (64, 64), "center_crop").numpy().tobytes() for p in train_files}
@@ -411,6 +415,7 @@ def test_error_policy_names_the_file_when_it_is_read(id_folder, tmp_path, cache)
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cached", "streamed"])
+@pytest.mark.slow
 def test_skip_policy_drops_and_lists_each_bad_file_once(id_folder, tmp_path, cache):
     import shutil
 
@@ -437,6 +442,7 @@ def test_skip_policy_drops_and_lists_each_bad_file_once(id_folder, tmp_path, cac
     assert folders.skipped_files(None) == [] and folders.skipped_files(tmp_path / "none.txt") == []
 
 
+@pytest.mark.slow
 def test_skip_policy_writes_a_temporary_list_by_default(tmp_path):
     write(tmp_path / "a" / "0.png", id_image(0))
     write(tmp_path / "a" / "1.png", id_image(1))
