@@ -677,12 +677,290 @@ EXPORT = [
     """),
 ]
 
+
+# ---- 05: your own images -------------------------------------------------------------------
+
+OWN_IMAGES = [
+    md("""
+        # Your own images: a folder, fine-tuned, exported, predicted
+
+        What to do with pictures of your own: put them in one folder per class, load the folder with
+        `load_dataset`, fine-tune a pretrained ResNet on it, export the result, and classify new image
+        files with any of the exported files.
+
+        Everything here is offline, so two things are stand-ins. The "photos" are scikit-learn
+        digits that this notebook saves as coloured image files (JPEG, PNG, BMP and GIF, in several
+        sizes, one of them turned by its EXIF tag, one grey, one broken); and the pretrained model
+        is a ResNet-20 trained here on the other digits. With real RGB photos you would start from
+        ImageNet weights instead (`resnet50`, `resnet101`, `resnet152`; see
+        [docs/finetuning.md](../docs/finetuning.md)). The full settings (16x16 inputs, ResNet-20,
+        10 epochs of pretraining and 12 of fine-tuning) take about two minutes on 2 CPU cores; the
+        small ones (`KERAS_RESNET_SMALL=1`: 8x8 inputs, 8 layers, 2 epochs each) take under a minute
+        and only show the mechanics.
+    """),
+    setup("05_your_own_images", """
+        BASE = OUT / "saved_models" if SMALL else Path("runs/notebooks/saved_models")  # exports land here
+        PHOTOS = OUT / "photos"  # the image folder: one sub-folder per class
+        SIZE = 8 if SMALL else 16  # the model's input size; None would take the folder's most common size
+
+        import subprocess
+        import sys
+        from collections import Counter
+
+        import matplotlib.pyplot as plt
+        import numpy as np
+        from PIL import Image
+        from sklearn.datasets import load_digits
+
+        import keras_resnet
+        from keras_resnet.console import print_table
+        from keras_resnet.data import from_arrays, load_dataset
+        from keras_resnet.images import read_image_file
+        from keras_resnet.pipeline import export_trained
+        from keras_resnet.training import TrainConfig, train
+    """),
+    md("""
+        ## 1. A folder of images
+
+        One sub-folder per class; the folder names are the class names. Images may sit anywhere
+        below their class folder, under any file name. Files count by their extension (`.jpg`,
+        `.jpeg`, `.png`, `.bmp`, `.gif`, any case); hidden files and anything else are ignored.
+
+        ```
+        photos/                        photos/
+          eight/  0001.jpg ...           train/       eight/ five/ ... zero/
+          five/   ...            or      validation/  eight/ five/ ... zero/   (optional)
+          ...                            test/        eight/ five/ ... zero/
+          zero/
+        ```
+
+        With the layout on the left, `load_dataset` holds out 20% of each class for testing and
+        `validation_split` (10%) of the rest for validation, the same files on every run; with
+        `train/` and `test/` folders it uses them as they are (and cuts the validation images from
+        `train/` when there is no `validation/`).
+
+        The cell below writes the 360 digits that the pretrained model will not see as "photos":
+        light ink on dark paper in random colours, 48 to 80 pixels, in four formats. One photo is
+        stored sideways with an EXIF orientation tag (as a phone held sideways writes it), one is a
+        grey PNG, and one file is not an image at all.
+    """),
+    code("""
+        digits = load_digits()  # 1,797 8x8 digits: the first 1,437 pretrain the model, the other 360 become photos
+        NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+        SIZES = ((64, 64), (64, 64), (64, 64), (48, 48), (80, 60))  # (width, height)
+        FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+        rng = np.random.default_rng(0)
+
+        def photo(digit, size):
+            ink, paper = rng.integers(150, 256, 3), rng.integers(0, 90, 3)
+            grey = Image.fromarray(np.uint8(digit * 255 / 16)).resize(size, Image.Resampling.BILINEAR)
+            alpha = np.asarray(grey, "float32")[..., None] / 255
+            return Image.fromarray(np.uint8(paper + alpha * (ink - paper)))
+
+        for i in range(1437, 1797):
+            folder = PHOTOS / NAMES[digits.target[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            fmt = FORMATS[i % 4]
+            photo(digits.images[i], SIZES[i % 5]).save(folder / f"{i}.{fmt.lower().replace('jpeg', 'jpg')}", fmt)
+
+        TURNED = PHOTOS / "seven" / "camera_turned.jpg"  # stored sideways; EXIF orientation 6: "turn 90 degrees clockwise"
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        photo(digits.images[1442], (48, 64)).transpose(Image.Transpose.ROTATE_90).save(TURNED, exif=exif)
+        GREY = PHOTOS / "five" / "grey.png"  # one channel among RGB photos
+        photo(digits.images[1440], (64, 64)).convert("L").save(GREY)
+        (PHOTOS / "two" / "broken.jpg").write_bytes(b"\\xff\\xd8 not a JPEG after all")  # a truncated download, say
+
+        for folder in sorted(PHOTOS.iterdir()):
+            kinds = Counter(path.suffix for path in folder.iterdir())
+            print(f"{folder.name + '/':7} {sum(kinds.values()):3} files: {', '.join(f'{n} {s}' for s, n in sorted(kinds.items()))}")
+        with Image.open(TURNED) as stored:
+            print(f"\\n{TURNED.name}: stored {stored.height}x{stored.width}, read as {read_image_file(TURNED, 3).shape[:2]} "
+                  "(height x width): the EXIF orientation is applied")
+    """),
+    md("""
+        ## 2. Loading the folder
+
+        `load_dataset(folder)` reads directory entries, not images: it lists and splits the files,
+        opens a sample of 100 headers (for the most common size, and whether every image is grey)
+        and, for the normalisation statistics, decodes up to 512 training images. Everything else
+        is decoded by the `tf.data` pipelines as they read it, in parallel; so a folder of a million
+        photos costs no more memory than its file names. Every file goes through one decoder
+        (`keras_resnet.images.decode`, which `predict` and the exports use too): any of the four
+        formats, EXIF orientation applied, and one channel only if every sampled image is grey, else
+        RGB (the grey PNG above becomes three equal channels).
+
+        **Unreadable files** are found when they are read. With `bad_files="error"` (the default)
+        the first one stops everything with an error that names it; nothing is trained on garbage
+        silently. Here the broken file is among the training images whose statistics are measured,
+        so the error comes at once:
+    """),
+    code("""
+        try:
+            load_dataset(str(PHOTOS), image_size=SIZE)
+        except ValueError as error:
+            print(error)
+    """),
+    md("""
+        `bad_files="skip"` drops unreadable files instead and lists them, as the pipelines reach them,
+        in a text file (`skipped_files=`, else a temporary one); `ds.skipped()` reads it back. A
+        file of the validation or test split is listed when that split is first read, so reading
+        every split once lists them all. Fix or delete what it lists; here the file is deleted and
+        the folder loaded again, with the default policy. (Training on the `"skip"` dataset works
+        too: a batch is then one image short where a file was dropped.)
+    """),
+    code("""
+        data = load_dataset(str(PHOTOS), image_size=SIZE, batch_size=32, bad_files="skip")
+        for split in (data.train, data.validation, data.test):
+            for _ in split:  # reading every file once
+                pass
+        skipped = data.skipped()
+        print("skipped:", [str(Path(path).relative_to(PHOTOS.resolve())) for path in skipped])
+        for path in skipped:
+            os.remove(path)
+
+        data = load_dataset(str(PHOTOS), image_size=SIZE, batch_size=32)
+        print(f"{data.train_count} train / {data.validation_count} validation / {data.test_count} test images, "
+              f"input shape {data.input_shape}, {data.num_classes} classes:\\n{data.class_names}")
+        print("augmentation:", data.augmentation)
+    """),
+    md("""
+        `data.augmentation` says what the training pipeline does. Below 64 pixels it is the ResNet
+        paper's CIFAR recipe (`"cifar"`): pad by an eighth of the image, crop back at random, flip
+        horizontally. From 64 pixels on it is the ImageNet recipe (`"imagenet"`): a random window of
+        8-100% of the area with an aspect ratio between 3/4 and 4/3, resized to the input size, plus
+        the flip; evaluation (validation, test, `predict`, exports' checks) then takes the central
+        87.5% (`"fit": "center_crop"`). `augmentation="none"` (or `augment=False`) turns it off and
+        `flip=False` keeps images unmirrored. Digits change their meaning when mirrored, but the flip
+        stays on here, as it would for photos; a real digit folder would take `flip=False`. The
+        random draws are seeded per image and epoch, so a run repeats exactly. A few training images
+        as the model sees them:
+    """),
+    code("""
+        images, labels = next(iter(data.train))
+        figure, axes = plt.subplots(2, 8, figsize=(8, 2.4))
+        for ax, image, label in zip(axes.flat, images.numpy().astype("uint8"), labels.numpy()):
+            ax.imshow(image, interpolation="nearest")
+            ax.set_title(data.class_names[label], fontsize=8)
+            ax.axis("off")
+        plt.show()
+    """),
+    md("""
+        ## 3. Fine-tuning
+
+        First the pretrained model. Here it is a ResNet-20 trained on the other 1,437 digits, grey
+        and as RGB (its input must have the folder's three channels), for a few epochs; `train`
+        writes it to `pretrained/model.keras`, with a normalisation layer that holds the digits'
+        mean and standard deviation.
+    """),
+    code("""
+        zoom = SIZE // 8
+        x = np.repeat(digits.images.repeat(zoom, 1).repeat(zoom, 2)[..., None] * (255 / 16), 3, axis=-1)  # RGB, 0-255
+        y = digits.target
+        pretraining = from_arrays(x[:1437], y[:1437], x[1437:], y[1437:], name="digits_rgb")
+        pretrained = train("resnet20", pretraining, TrainConfig(epochs=2 if SMALL else 10), out=OUT / "pretrained",
+                           depth=8 if SMALL else 20, overwrite=True, verbose=VERBOSE, set_global_seed=True)
+        print(f"pretrained {pretrained.metrics['model']}: test accuracy {pretrained.metrics['test_accuracy']:.3f} "
+              f"on the pretraining test split, {pretrained.metrics['seconds']:.0f} s")
+    """),
+    md("""
+        Then `TrainConfig(weights=...)` fine-tunes it on the folder. `train` keeps the backbone and
+        its weights, drops the old classifier and puts a new one on it for the folder's ten classes
+        (`pixels -> normalize -> ResNet -> predictions`), then trains in two phases, one call:
+
+        - **phase 1** (`freeze_epochs`, default half the epochs) trains only the new head, with the
+          backbone frozen; its BatchNorm layers run in inference mode, so their statistics stay put;
+        - **phase 2** trains everything (`unfreeze="all"`, or the last `unfreeze=K` stages) at
+          `finetune_lr_factor` (0.1) times the learning rate, with a fresh optimizer and schedule.
+
+        **The preprocessing travels with the weights**: the new model reuses the `.keras` file's
+        normalisation layer (the digits' statistics), as ImageNet weights bring the ImageNet mean.
+        The model still takes raw pixels, 0-255, so exports need no preprocessing outside. Like any
+        run, it resumes after a crash, even at the phase boundary. Keras may warn "Your input ran
+        out of data" after a phase's first epoch: the folder pipeline's length is unknown to Keras
+        until it has read it once; the warning is harmless.
+    """),
+    code("""
+        config = TrainConfig(epochs=2 if SMALL else 12, weights=str(pretrained.out / "model.keras"),
+                             freeze_epochs=1 if SMALL else 4)
+        result = train("resnet20", data, config, out=OUT / "finetuned", overwrite=True, verbose=VERBOSE,
+                       set_global_seed=True)
+        print_table(result.metrics["finetune"]["phases"], ["phase", "first_epoch", "last_epoch", "trains", "lr", "trainable_params"])
+        print(f"\\nfine-tuned: test accuracy {result.metrics['test_accuracy']:.3f} on the folder's {data.test_count} test images")
+    """),
+    md("""
+        With photos of your own and ImageNet weights (a download of about 100 MB, once, into
+        `~/.keras/models/`; not run here):
+
+        ```python
+        config = TrainConfig(epochs=20, weights="imagenet", freeze_epochs=5, unfreeze=2, image_size=224)
+        result = train("resnet50", "path/to/photos", config, out="runs/photos")
+        ```
+
+        or `keras-resnet train --model resnet50 --weights imagenet --dataset path/to/photos
+        --image-size 224 --epochs 20 --freeze-epochs 5 --out runs/photos`. A `model.keras` of an
+        earlier run works the same way (`--weights runs/digits/model.keras`).
+        [docs/finetuning.md](../docs/finetuning.md) has the details and a measured comparison with
+        training from scratch.
+    """),
+    md("""
+        ## 4. Export
+
+        `export_trained` writes a SavedModel in TF Serving's layout (`BASE/NAME/VERSION/`, with the
+        class names) and TFLite files, checks each against the Keras model on the folder's test
+        images and keeps what passes. Given the folder, it loads it the way training did. Only the
+        float32 TFLite file here; [04_export_and_deploy](04_export_and_deploy.ipynb) shows the
+        quantized ones (`"float16"`, `"dynamic"`, `"int8"`) and serving. `keras_resnet.export.export_all`
+        does the same from arrays (`x_test`, `y_test`, `class_names`, `representative_data`).
+    """),
+    code("""
+        report = export_trained(result.model, "digit_photos", base=BASE, dataset=str(PHOTOS), tflite=["float32"])
+        print_table(report, ["format", "size_bytes", "max_abs_diff", "top1_agreement", "accuracy", "passed"])
+        TFLITE = next(row["path"] for row in report if row["format"] == "float32")
+    """),
+    md("""
+        ## 5. Predicting image files
+
+        `keras_resnet.predict(model, images, top_k=...)` takes a `.keras` file, a SavedModel (or its
+        `BASE/NAME` folder: the latest version) or a `.tflite` file, and image paths or arrays. It
+        reads each file with the same decoder, size and fit as training's evaluation pipeline, so
+        the sideways photo and the grey one are read as above. The SavedModel and the TFLite file
+        know the class names; a run's `model.keras` does not record them, so they are passed here
+        (`labels=`; `--labels FILE` on the command line), otherwise the classes are numbered.
+    """),
+    code("""
+        files = [TURNED, GREY]
+        models = {"model.keras": result.out / "model.keras", "SavedModel": BASE / "digit_photos", "TFLite": TFLITE}
+        rows = []
+        for kind, model in models.items():
+            labels = data.class_names if kind == "model.keras" else None
+            for p in keras_resnet.predict(model, files, top_k=3, labels=labels):
+                rows.append({"model": kind, "image": Path(p.path).name,
+                             "top 3": ", ".join(f"{name} {probability:.2f}" for name, probability in p.top_k)})
+        print_table(rows)
+    """),
+    md("""
+        The same from a shell (`python -m keras_resnet` is `keras-resnet` for an environment whose
+        scripts are not on `PATH`); `--json` prints the results as JSON, and an unreadable image is
+        named on stderr while the others are still classified:
+    """),
+    code("""
+        command = ["keras-resnet", "predict", str((BASE / "digit_photos").resolve()), "seven/camera_turned.jpg",
+                   "five/grey.png", "--top-k", "2"]
+        print("$", " ".join(command))
+        done = subprocess.run([sys.executable, "-m", "keras_resnet", *command[1:]], cwd=PHOTOS, capture_output=True, text=True)
+        print(done.stdout + done.stderr)
+    """),
+]
+
+
 NOTEBOOKS = {
     "00_quickstart": QUICKSTART,
     "01_residual_blocks": BLOCKS,
     "02_degradation": DEGRADATION,
     "03_search": SEARCH,
     "04_export_and_deploy": EXPORT,
+    "05_your_own_images": OWN_IMAGES,
 }
 
 

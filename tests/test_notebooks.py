@@ -19,9 +19,10 @@ from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-EXPECTED = ["00_quickstart", "01_residual_blocks", "02_degradation", "03_search", "04_export_and_deploy"]
+EXPECTED = ["00_quickstart", "01_residual_blocks", "02_degradation", "03_search", "04_export_and_deploy",
+            "05_your_own_images"]
 # Notebooks whose small run shows at least one figure (a PNG written by the library).
-WITH_FIGURES = {"00_quickstart", "01_residual_blocks", "02_degradation", "03_search"}
+WITH_FIGURES = {"00_quickstart", "01_residual_blocks", "02_degradation", "03_search", "05_your_own_images"}
 SWITCH = 'SMALL = os.environ.get("KERAS_RESNET_SMALL") == "1"'
 
 
