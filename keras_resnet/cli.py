@@ -640,8 +640,8 @@ def _add_serve_parser(sub) -> None:
 
 
 def _add_predict_parser(sub) -> None:
+    from keras_resnet.defaults import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
     from keras_resnet.images import EVALUATION_CROP_MIN_SIZE, FITS
-    from keras_resnet.predict import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
 
     p = _add_parser(
         sub, "predict", help="classify image files with a .keras, SavedModel or TFLite model",

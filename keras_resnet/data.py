@@ -126,8 +126,10 @@ def check_dataset(name: str, data_dir: str | os.PathLike | None = None) -> tuple
     >>> check_dataset("cifar10")
     ('tfds', 'cifar10')
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str) or not name:
-        raise ValueError(f"dataset must be a non-empty string; received dataset={name!r}")
+        raise ValueError(f"dataset must be a non-empty string or a folder path; received dataset={name!r}")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ValueError(f"data_dir {str(data_dir)!r} does not exist or is not a folder")
     if name == DIGITS:
@@ -246,6 +248,7 @@ def load_dataset(
     check_path("skipped_files", skipped_files, optional=True, allowed="a file path")
     if stats is not None:
         stats = _check_stats(stats)
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name
     kind, resolved = check_dataset(name, data_dir)
 
     if kind == "folder":

@@ -34,3 +34,7 @@ VERSION_POLICIES = ("all", "latest")  # the first is the default
 # ---- diagnostics (keras_resnet.diagnostics) -----------------------------------------------------
 DIAGNOSIS_DATASETS = ("random", "digits")  # the first is the default
 BN_STATISTICS = ("auto", "batch", "moving")  # the first is the default
+
+# ---- prediction (keras_resnet.predict) ----------------------------------------------------------
+DEFAULT_TOP_K = 5  # classes shown per image
+DEFAULT_BATCH_SIZE = 32  # images per model call

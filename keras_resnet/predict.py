@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resnet.defaults import CLASS_NAMES_FILE, TFLITE_DIR
+from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, TFLITE_DIR
 from keras_resnet.images import FITS, center_crop, evaluation_fit, read_image_file, resize
 from keras_resnet.validation import check_choice, check_int, check_path
 
@@ -50,8 +50,6 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("keras", "saved_model", "tflite")
-DEFAULT_TOP_K = 5
-DEFAULT_BATCH_SIZE = 32
 SIGNATURE = "serving_default"
 METRICS_FILE = "metrics.json"  # a training run's summary; its "class_names" name the classes
 _TFLITE_MAGIC = b"TFL3"  # the flatbuffer's file identifier, at bytes 4-8
