@@ -583,7 +583,10 @@ def _load_folder(name, root, *, image_size, batch_size, validation_split, seed, 
         isinstance(cache, str) or counts["train"] * math.prod(shape) <= MEMORY_CACHE_LIMIT
     )
     if cached_train:  # decoded once, then shuffled and augmented in memory
-        ds = _cache(stream(*index.splits["train"]).unbatch(), cache, "train", counts["train"])
+        ds = stream(*index.splits["train"]).unbatch()
+        if bad_files == "error":  # every file comes out (or training stops): Keras can count the steps
+            ds = ds.apply(tf.data.experimental.assert_cardinality(counts["train"]))
+        ds = _cache(ds, cache, "train", counts["train"])
         pipelines["train"] = _pipeline(ds, training=True, batch_size=batch_size, seed=seed, augmentation=settings,
                                        shuffle_buffer=shuffle_buffer, tf=tf)
     else:  # files shuffled by name each epoch, decoded, cropped and flipped in one parallel step

@@ -876,9 +876,7 @@ OWN_IMAGES = [
         **The preprocessing travels with the weights**: the new model reuses the `.keras` file's
         normalisation layer (the digits' statistics), as ImageNet weights bring the ImageNet mean.
         The model still takes raw pixels, 0-255, so exports need no preprocessing outside. Like any
-        run, it resumes after a crash, even at the phase boundary. Keras may warn "Your input ran
-        out of data" after a phase's first epoch: the folder pipeline's length is unknown to Keras
-        until it has read it once; the warning is harmless.
+        run, it resumes after a crash, even at the phase boundary.
     """),
     code("""
         config = TrainConfig(epochs=2 if SMALL else 12, weights=str(pretrained.out / "model.keras"),
@@ -925,16 +923,15 @@ OWN_IMAGES = [
         `BASE/NAME` folder: the latest version) or a `.tflite` file, and image paths or arrays. It
         reads each file with the same decoder, size and fit as training's evaluation pipeline, so
         the sideways photo and the grey one are read as above. The SavedModel and the TFLite file
-        know the class names; a run's `model.keras` does not record them, so they are passed here
-        (`labels=`; `--labels FILE` on the command line), otherwise the classes are numbered.
+        know the class names, and so does a run's `model.keras` (from the run's `metrics.json` next
+        to it); `labels=` (`--labels FILE` on the command line) overrides them.
     """),
     code("""
         files = [TURNED, GREY]
         models = {"model.keras": result.out / "model.keras", "SavedModel": BASE / "digit_photos", "TFLite": TFLITE}
         rows = []
         for kind, model in models.items():
-            labels = data.class_names if kind == "model.keras" else None
-            for p in keras_resnet.predict(model, files, top_k=3, labels=labels):
+            for p in keras_resnet.predict(model, files, top_k=3):
                 rows.append({"model": kind, "image": Path(p.path).name,
                              "top 3": ", ".join(f"{name} {probability:.2f}" for name, probability in p.top_k)})
         print_table(rows)
