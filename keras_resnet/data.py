@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keras_resnet.augment import AUGMENTATIONS, augmentation_settings, augmenter, random_flip
 from keras_resnet.folders import BAD_FILE_POLICIES
 from keras_resnet.validation import (
     check_bool,
@@ -55,8 +56,6 @@ TFDS_FLIP = {
     "imagenette": True,
 }
 DATASET_NAMES = (DIGITS, *TFDS_FLIP)
-AUGMENTATIONS = ("cifar", "imagenet", "none")
-IMAGENET_RECIPE_MIN_SIZE = 64  # inputs this large default to the ImageNet augmentation
 
 DIGITS_TEST_SIZE = 360  # of scikit-learn's 1,797 digits (20%): 1,437 to train on, 360 to test
 SPLIT_SEED = 0  # splits are fixed, so that runs with different seeds share one test set
@@ -303,34 +302,6 @@ def _in_memory(name, splits, class_names, *, batch_size, seed, augment, augmenta
         validation_count=counts["validation"], test_count=counts["test"], batch_size=batch_size,
         augmentation=settings,
     )
-
-
-def augmentation_settings(shape, augment: bool = True, recipe: str | None = None, flip: bool = True,
-                          pad: int | None = None) -> dict:
-    """What the training pipeline does to images of ``shape`` ``(height, width, channels)``.
-
-    Returns a dict: ``recipe`` (``"cifar"``, ``"imagenet"`` or ``"none"``), ``flip``, the
-    cifar recipe's ``pad``, the imagenet recipe's ``scale`` and ``ratio`` ranges, and ``fit``,
-    how every split fits images to the input size (:func:`keras_resnet.images.evaluation_fit`).
-
-    Example:
-    >>> augmentation_settings((224, 224, 3))["recipe"], augmentation_settings((32, 32, 3))["pad"]
-    ('imagenet', 4)
-    """
-    from keras_resnet.images import CROP_RATIO, CROP_SCALE, evaluation_fit
-
-    if recipe is None:
-        recipe = "imagenet" if min(shape[:2]) >= IMAGENET_RECIPE_MIN_SIZE else "cifar"
-    if not augment:
-        recipe = "none"
-    return {
-        "recipe": recipe,
-        "flip": bool(flip) and recipe != "none",
-        "pad": (max(1, shape[0] // 8) if pad is None else pad) if recipe == "cifar" else 0,
-        "scale": list(CROP_SCALE) if recipe == "imagenet" else None,
-        "ratio": [round(r, 6) for r in CROP_RATIO] if recipe == "imagenet" else None,
-        "fit": evaluation_fit(shape[:2]),
-    }
 
 
 def from_arrays(
@@ -590,11 +561,11 @@ def _load_folder(name, root, *, image_size, batch_size, validation_split, seed, 
         pipelines["train"] = _pipeline(ds, training=True, batch_size=batch_size, seed=seed, augmentation=settings,
                                        shuffle_buffer=shuffle_buffer, tf=tf)
     else:  # files shuffled by name each epoch, decoded, cropped and flipped in one parallel step
-        augment_one = _augmenter(settings, tf)
+        augment_one = augmenter(settings)
         if settings["recipe"] == "imagenet":
             def transform(contents, image_seed):
                 image = decode_random_crop(contents, channels, size, image_seed)
-                return _random_flip(image, image_seed, tf) if settings["flip"] else image
+                return random_flip(image, image_seed) if settings["flip"] else image
         else:
             def transform(contents, image_seed):
                 return augment_one(evaluate(contents, None), image_seed)
@@ -674,61 +645,17 @@ def _as_float(batches, tf):
     return batches.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, tf, shuffled=False):
-    """Batches a split; a training split held in memory is shuffled and augmented here too
-    (``shuffled``: the source already did both, as a folder streamed from disk does)."""
-    if training and not shuffled:
+def _pipeline(ds, *, training, batch_size, seed, augmentation, shuffle_buffer, tf):
+    """Batches a split; a training split (held in memory) is shuffled and augmented first."""
+    if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if augmentation["recipe"] != "none":
             # One stateless seed per image from a seeded random stream that starts over
             # differently on each pass: images vary per epoch and repeat exactly per seed.
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            augment = _augmenter(augmentation, tf)
+            augment = augmenter(augmentation)
             ds = tf.data.Dataset.zip(ds, seeds).map(
                 lambda xy, s: (augment(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE
             )
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-# The flip's random stream is the image's seed shifted by this (image numbers stay far below),
-# so that it is independent of the crop drawn from the seed itself.
-_FLIP_SEED_OFFSET = (0, 1 << 40)
-
-
-def _split_seed(seed, k, tf):
-    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)[k]
-
-
-def _random_flip(image, seed, tf):
-    """Mirrors ``image`` left-right with probability 1/2, drawn from ``seed`` (a ``(2,)`` tensor).
-
-    Not ``keras.layers.RandomFlip``: the Keras layer draws from a generator whose state the
-    parallel pipeline would share, while a seed per image keeps every epoch reproducible and
-    independent of the thread timing. And not ``tf.image.stateless_random_flip_left_right``,
-    whose select over both versions costs several times more than the reverse alone: an empty
-    axis list makes ``tf.reverse`` return the image as it is.
-    """
-    mirror = tf.random.stateless_uniform([], seed=tf.cast(seed, tf.int64) + _FLIP_SEED_OFFSET) < 0.5
-    return tf.reverse(image, tf.boolean_mask(tf.constant([1]), tf.reshape(mirror, [1])))
-
-
-def _augmenter(settings, tf):
-    """``(uint8 image, (2,) seed) -> image``: the recipe's random transformations."""
-    from keras_resnet.images import random_resized_crop
-
-    pad, flip, recipe = settings["pad"], settings["flip"], settings["recipe"]
-
-    def augment(image, seed):
-        if recipe == "imagenet" and image.shape[0] is not None:
-            if image.shape.is_fully_defined():  # an image held in memory at the input size
-                size = image.shape[:2]
-                image = random_resized_crop(image, size, _split_seed(seed, 0, tf))
-                image.set_shape([*size, image.shape[-1]])
-        if recipe == "cifar" and pad:
-            shape = image.shape
-            padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-            image = tf.image.stateless_random_crop(padded, size=shape, seed=_split_seed(seed, 1, tf))
-        return _random_flip(image, seed, tf) if flip else image
-
-    return augment
