@@ -12,6 +12,23 @@ def random_images(input_shape, batch=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (batch, *input_shape)).astype("float32")
 
 
+def band_images(n, seed, classes=3, noise=0.0):
+    """Dark 8x8 one-channel images with a bright vertical band whose position is the class.
+
+    Learnable in a few epochs by a tiny net, so export and prediction tests have a model that
+    means something; ``noise`` is the fraction of labels replaced at random.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.integers(0, 90, (n, 8, 8, 1))
+    for i, c in enumerate(y):
+        x[i, :, 1 + 2 * c:3 + 2 * c, 0] += rng.integers(100, 166)
+    if noise:
+        noisy = rng.random(n) < noise
+        y[noisy] = rng.integers(0, classes, noisy.sum())
+    return x.astype("uint8"), y
+
+
 def run_model_test(model_fn, tmp_path, expected_output_shape, save=True, dataset=True, traced=True):
     """Checks a model end to end.
 

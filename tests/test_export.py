@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import band_images
 
 from keras_resnet import cli, export, litert, pipeline, verification
 from keras_resnet.models import ResNet
@@ -19,18 +20,6 @@ from keras_resnet.models import ResNet
 SHAPE = (8, 8, 1)
 CLASSES = 3
 NAMES = ["left", "middle", "right"]
-
-
-def make_data(n, seed):
-    """Dark 8x8 images with a bright vertical band whose position is the class; 5% label noise."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, CLASSES, n)
-    x = rng.integers(0, 90, (n, *SHAPE))
-    for i, c in enumerate(y):
-        x[i, :, 1 + 2 * c:3 + 2 * c, 0] += rng.integers(100, 166)
-    noisy = rng.random(n) < 0.05
-    y[noisy] = rng.integers(0, CLASSES, noisy.sum())
-    return x.astype("uint8"), y
 
 
 def tiny_model(seed=0, train=True, x=None, y=None):
@@ -48,8 +37,8 @@ def tiny_model(seed=0, train=True, x=None, y=None):
 
 @pytest.fixture(scope="module")
 def trained():
-    x_train, y_train = make_data(500, seed=1)
-    x_test, y_test = make_data(200, seed=2)
+    x_train, y_train = band_images(500, seed=1, noise=0.05)
+    x_test, y_test = band_images(200, seed=2, noise=0.05)
     return tiny_model(x=x_train, y=y_train), x_train, y_train, x_test, y_test
 
 

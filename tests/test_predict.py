@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import band_images
 from PIL import Image
 
 import keras_resnet
@@ -29,16 +30,6 @@ FLOAT_TOLERANCE = 1e-4  # Keras, SavedModel and float32 TFLite run the same floa
 INT8_TOLERANCE = 0.15  # full-integer quantization moves probabilities; the top class stays
 # `from keras_resnet import predict` gives the function (the package re-exports it): the module is here.
 predict_module = importlib.import_module("keras_resnet.predict")
-
-
-def band_images(n, seed):
-    """Dark 8x8 images with a bright vertical band whose position is the class."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, CLASSES, n)
-    x = rng.integers(0, 90, (n, *SHAPE))
-    for i, c in enumerate(y):
-        x[i, :, 1 + 2 * c:3 + 2 * c, 0] += rng.integers(100, 166)
-    return x.astype("uint8"), y
 
 
 @pytest.fixture(scope="module")
