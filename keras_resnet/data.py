@@ -562,14 +562,18 @@ def _load_folder(name, root, *, image_size, batch_size, validation_split, seed, 
                                        shuffle_buffer=shuffle_buffer, tf=tf)
     else:  # files shuffled by name each epoch, decoded, cropped and flipped in one parallel step
         augment_one = augmenter(settings)
+        dtype = "uint8"
         if settings["recipe"] == "imagenet":
+            dtype = "float32"  # the resized window unrounded: the model takes floats anyway
+
             def transform(contents, image_seed):
-                image = decode_random_crop(contents, channels, size, image_seed)
+                image = decode_random_crop(contents, channels, size, image_seed, dtype=dtype)
                 return random_flip(image, image_seed) if settings["flip"] else image
         else:
             def transform(contents, image_seed):
                 return augment_one(evaluate(contents, None), image_seed)
-        ds = stream(*index.splits["train"], transform, shuffle_seed=seed)
+        ds = folders.file_pipeline(*index.splits["train"], transform, output_shape=shape, batch_size=batch_size,
+                                   shuffle_seed=seed, bad_files=bad_files, log=log, dtype=dtype)
         pipelines["train"] = _as_float(ds, tf)
     return Dataset(
         name=name, train=pipelines["train"], validation=pipelines["validation"], test=pipelines["test"],

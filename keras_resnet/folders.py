@@ -182,22 +182,23 @@ def inspect_headers(paths: list[str]) -> tuple[tuple[int, int] | None, int]:
 
 
 def file_pipeline(paths, labels, transform, *, output_shape, batch_size, shuffle_seed=None, bad_files="error",
-                  log=None):
+                  log=None, dtype="uint8"):
     """Batches of decoded files, read in parallel, in order (or shuffled anew each pass).
 
     Args:
         paths, labels: the files and their int labels.
-        transform: ``(contents, seed) -> uint8 image`` of ``output_shape``; ``seed`` is a
-            ``(2,)`` int64 tensor unique to the image and the pass (for augmentation).
+        transform: ``(contents, seed) -> image`` of ``output_shape`` and ``dtype``; ``seed``
+            is a ``(2,)`` int64 tensor unique to the image and the pass (for augmentation).
         output_shape: ``(height, width, channels)`` of every transformed image.
         batch_size: images per batch (a batch is shorter where ``"skip"`` dropped files).
         shuffle_seed: None reads the files in order; an int shuffles them with a new
             permutation on each pass (which repeats exactly for the seed).
         bad_files: ``"error"`` or ``"skip"`` (see the module's docstring).
         log: with ``"skip"``, the text file the skipped paths are appended to.
+        dtype: the images' dtype, ``"uint8"`` or ``"float32"``.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(uint8 images, int64 labels)`` batches.
+        A ``tf.data.Dataset`` of ``(images, int64 labels)`` batches.
     """
     import tensorflow as tf
 
@@ -228,7 +229,7 @@ def file_pipeline(paths, labels, transform, *, output_shape, batch_size, shuffle
     ds = numbers.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
     # The bookkeeping works on whole batches: per image, each tf.data stage with a function
     # costs about as much as decoding a small JPEG. A last batch of one marks the end.
-    sentinel = (tf.constant([n], tf.int64), tf.constant([-1], tf.int64), tf.zeros((1, *output_shape), tf.uint8),
+    sentinel = (tf.constant([n], tf.int64), tf.constant([-1], tf.int64), tf.zeros((1, *output_shape), dtype),
                 tf.constant([-1], tf.int64))
     ds = ds.batch(batch_size).concatenate(tf.data.Dataset.from_tensors(sentinel))
 

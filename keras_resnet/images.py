@@ -98,13 +98,15 @@ def decode(contents, channels: int, size: Sequence[int] | None = None, fit: str 
     return _finish(_dispatch(contents, jpeg, other, tf), channels, size, tf)
 
 
-def decode_random_crop(contents, channels: int, size: Sequence[int], seed, scale=CROP_SCALE, ratio=CROP_RATIO):
+def decode_random_crop(contents, channels: int, size: Sequence[int], seed, scale=CROP_SCALE, ratio=CROP_RATIO,
+                       dtype="uint8"):
     """Decodes a random window of an image (the ImageNet training crop), resized to ``size``.
 
     The window covers ``scale`` of the image's area with an aspect ratio in ``ratio``
     (:func:`random_resized_crop`'s rule), and is drawn from ``seed`` (a ``(2,)`` int tensor).
     A JPEG decodes only that window. The window is drawn on the image as stored, before its
     EXIF turn: the area and the (symmetric) aspect-ratio range are the same either way.
+    ``dtype="float32"`` returns the resized window unrounded.
     """
     import tensorflow as tf
 
@@ -121,7 +123,7 @@ def decode_random_crop(contents, channels: int, size: Sequence[int], seed, scale
         begin, window = _random_window(tf.shape(image), seed, scale, ratio, tf)
         return tf.slice(image, begin, window)
 
-    return _finish(_dispatch(contents, jpeg, other, tf), channels, size, tf)
+    return _finish(_dispatch(contents, jpeg, other, tf), channels, size, tf, dtype)
 
 
 def evaluation_fit(size: Sequence[int]) -> str:
@@ -137,21 +139,23 @@ def evaluation_fit(size: Sequence[int]) -> str:
     return "center_crop" if min(int(s) for s in size) >= EVALUATION_CROP_MIN_SIZE else "stretch"
 
 
-def resize(image, size):
+def resize(image, size, dtype="uint8"):
     """Resizes a uint8 image to ``size`` (bilinear, as Keras's loader; the same pixels at that size).
 
     Big reductions happen before, where they are cheap: a JPEG is decoded at 1/2, 1/4 or 1/8
-    scale when that still covers the target.
+    scale when that still covers the target. ``dtype="float32"`` returns the interpolated
+    values unrounded (what a training pipeline feeds the model anyway).
     """
     import tensorflow as tf
 
     channels = image.shape[-1]
-    # tf.image.resize's bilinear kernel without its argument checks: in a tf.data map each
-    # small op costs microseconds per image.
-    resized = tf.raw_ops.ResizeBilinear(images=tf.expand_dims(image, 0), size=tf.cast(size, tf.int32),
-                                        half_pixel_centers=True)[0]
+    # tf.image.resize's bilinear kernel without its argument checks (in a tf.data map each small
+    # op costs microseconds per image), on float32 input, which it interpolates in half the time
+    # it takes for uint8.
+    resized = tf.raw_ops.ResizeBilinear(images=tf.expand_dims(tf.cast(image, tf.float32), 0),
+                                        size=tf.cast(size, tf.int32), half_pixel_centers=True)[0]
     # Bilinear weights are convex: the values stay in 0..255 and only need rounding.
-    out = tf.cast(resized + 0.5, tf.uint8)
+    out = resized if dtype == "float32" else tf.cast(resized + 0.5, tf.uint8)
     if isinstance(size, (tuple, list)):
         out.set_shape([int(size[0]), int(size[1]), channels])
     else:
@@ -272,12 +276,12 @@ def _dispatch(contents, jpeg, other, tf):
     return tf.switch_case(index, [other, jpeg, lambda: _orient(jpeg(), exif_orientation(contents), tf)])
 
 
-def _finish(image, channels, size, tf):
+def _finish(image, channels, size, tf, dtype="uint8"):
     """Converts the channels and resizes."""
     if channels == 1:
         image = _to_grey(image, tf)
     image.set_shape([None, None, channels])
-    return image if size is None else resize(image, [int(size[0]), int(size[1])])
+    return image if size is None else resize(image, [int(size[0]), int(size[1])], dtype)
 
 
 def _decode_other(contents, tf):
