@@ -298,6 +298,9 @@ BAD_ARGUMENTS = [
     ("data", _dataset(shuffle_buffer=0), "received shuffle_buffer=0"),
     ("data", _dataset(5), "received dataset=5"),
     ("data", _dataset(data_dir=5), "received data_dir=5"),
+    ("data", _dataset(augmentation="autumn"), "augmentation must be one of cifar, imagenet, none, or None (by image size); received augmentation='autumn'"),
+    ("data", _dataset(bad_files="ignore"), "bad_files must be one of error, skip; received bad_files='ignore'"),
+    ("data", _dataset(stats=([1.0], [0.0])), "stats needs per-channel means and positive stds"),
     # SearchSpace, make_tuner, search
     ("space", _space(style="mobile"), "received style='mobile'"),
     ("space", _space(width_multipliers=[1.0, 0]), "received 0 in width_multipliers=[1.0, 0]"),
@@ -364,7 +367,7 @@ FIRST_WORK = {
     "resnet": [(keras, "Input")],
     "block": [(keras.layers.Layer, "__init__")],
     "config": [],
-    "data": [(data, "_digits"), (data, "_tfds"), (data, "_folder")],
+    "data": [(data, "_digits"), (data, "_tfds"), (data, "_load_folder")],
     "space": [],
     "tuner": [(tuning, "_tuner_classes")],
     "hypermodel": [(SearchSpace, "validate")],
