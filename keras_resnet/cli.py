@@ -554,9 +554,9 @@ def _add_train_parser(sub) -> None:
                    help=f"what phase 2 trains: all, or the last K stages (default {c.unfreeze})")
     g.add_argument("--finetune-lr-factor", type=float, default=c.finetune_lr_factor, metavar="F",
                    help=f"phase 2's learning rate is F times --lr (default {c.finetune_lr_factor:g})")
-    g.add_argument("--train-batchnorm", dest="freeze_batchnorm", action="store_const", const=False, default=None,
-                   help="let phase 2 train the BatchNorm layers of the unfrozen stages (batch statistics, gamma, "
-                   "beta); by default they stay frozen in inference mode with the pretrained statistics")
+    g.add_argument("--freeze-batchnorm", action="store_const", const=True, default=None,
+                   help="keep every BatchNorm layer frozen in phase 2 (inference mode, the pretrained statistics); "
+                   "by default those of the unfrozen stages train with them")
     p.add_argument("--epochs", type=int, help=f"{_epochs_help(DEFAULT_EPOCHS)} (the paper's)")
     p.add_argument("--batch-size", type=int, help=f"global batch size (default {PAPER_BATCH_SIZE})")
     p.add_argument("--lr", type=float, help=LR_HELP)
@@ -799,8 +799,8 @@ def _add_transfer_parser(sub) -> None:
     p.add_argument("--unfreeze", default=d["unfreeze"], metavar="all|K", help=f"default {d['unfreeze']}")
     p.add_argument("--finetune-lr-factor", type=float, default=d["finetune_lr_factor"], metavar="F",
                    help=f"default {d['finetune_lr_factor']:g}")
-    p.add_argument("--train-batchnorm", dest="freeze_batchnorm", action="store_false",
-                   help="fine-tuning's phase 2 trains the BatchNorm layers too (by default they stay frozen)")
+    p.add_argument("--freeze-batchnorm", action="store_true",
+                   help="fine-tuning's phase 2 keeps the BatchNorm layers frozen (by default they train)")
     p.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate on 5-9 (default {d['lr']:g})")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help=f"default {d['batch_size']}")
     p.add_argument("--depth", type=int, default=d["depth"], help=f"6n+2 (default {d['depth']})")

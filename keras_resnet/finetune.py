@@ -112,7 +112,7 @@ def check_config(config) -> None:
     check_int("freeze_epochs", config.freeze_epochs, 0, optional=True, none_means="half of the epochs")
     check_unfreeze(config.unfreeze)
     check_float("finetune_lr_factor", config.finetune_lr_factor, 0, exclusive_minimum=True)
-    check_bool("freeze_batchnorm", config.freeze_batchnorm, optional=True, none_means="True when fine-tuning")
+    check_bool("freeze_batchnorm", config.freeze_batchnorm, optional=True, none_means="False: they train")
     if config.weights is None:
         given = [name for name, value, default in (
             ("freeze_epochs", config.freeze_epochs, None), ("unfreeze", config.unfreeze, DEFAULT_UNFREEZE),
@@ -150,17 +150,17 @@ def check_train_arguments(model, overrides: dict, config) -> None:
 
 def resolved_freeze_batchnorm(config) -> bool:
     """Whether phase 2 keeps the backbone's BatchNorm layers frozen: ``config.freeze_batchnorm``,
-    by default True when fine-tuning (``config.weights`` set), else False (nothing to freeze).
+    by default False (the BatchNorm layers of the unfrozen stages train with them: on the
+    few-shot digits evidence, docs/finetuning.md, freezing them was worse in every seed and let
+    phase 2 diverge).
 
     Example:
     >>> from keras_resnet.training import TrainConfig
     >>> resolved_freeze_batchnorm(TrainConfig(weights="imagenet")), resolved_freeze_batchnorm(TrainConfig())
-    (True, False)
-    >>> resolved_freeze_batchnorm(TrainConfig(weights="imagenet", freeze_batchnorm=False))
-    False
+    (False, False)
+    >>> resolved_freeze_batchnorm(TrainConfig(weights="imagenet", freeze_batchnorm=True))
+    True
     """
-    if config.freeze_batchnorm is None:
-        return config.weights is not None
     return bool(config.freeze_batchnorm)
 
 
@@ -295,7 +295,7 @@ def plan_phases(config, epochs: int) -> list[Phase]:
     [(None, 0, 30, 1.0)]
     >>> config = TrainConfig(weights="imagenet", freeze_epochs=2, unfreeze=1)
     >>> [(p.trainable, p.start, p.end, p.lr_factor, p.freeze_batchnorm) for p in plan_phases(config, 5)]
-    [('head', 0, 2, 1.0, False), (1, 2, 5, 0.1, True)]
+    [('head', 0, 2, 1.0, False), (1, 2, 5, 0.1, False)]
     """
     if config.weights is None:
         return [Phase(1, 0, epochs, None)]

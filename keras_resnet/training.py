@@ -110,7 +110,7 @@ class TrainConfig:
         finetune_lr_factor: phase 2's learning rate as a fraction of ``lr``; default 0.1.
         freeze_batchnorm: keep the backbone's BatchNorm layers frozen in phase 2 (inference
             mode: the pretrained moving statistics normalise, gamma and beta do not train);
-            default True when fine-tuning. False lets those of the unfrozen stages train.
+            default False: those of the unfrozen stages train with them.
         image_size, validation_split, augment, flip, data_dir, cache: passed to
             :func:`keras_resnet.data.load_dataset` when the dataset is given by name.
         augmentation: the training augmentation, ``"cifar"``, ``"imagenet"`` or ``"none"``;

@@ -80,7 +80,7 @@ def digits_transfer(
     freeze_epochs: int = 10,
     unfreeze: str | int = "all",
     finetune_lr_factor: float = DEFAULT_FINETUNE_LR_FACTOR,
-    freeze_batchnorm: bool = True,
+    freeze_batchnorm: bool = False,
     lr: float = 0.05,
     batch_size: int = 10,
     depth: int = 20,
@@ -96,8 +96,8 @@ def digits_transfer(
     package's recipe with its augmentation); draw ``shots`` training images of each of 5-9; train
     on them for ``epochs`` (SGD at ``lr``, batches of ``batch_size``) (a) fine-tuned from the
     pretrained model, the first ``freeze_epochs`` with the backbone frozen, then ``unfreeze``
-    at ``finetune_lr_factor * lr`` (with the BatchNorm layers frozen in inference mode unless
-    ``freeze_batchnorm`` is False), and (b) from scratch. Test accuracy on the 180 test digits 5-9.
+    at ``finetune_lr_factor * lr`` (with the BatchNorm layers frozen in inference mode if
+    ``freeze_batchnorm``), and (b) from scratch. Test accuracy on the 180 test digits 5-9.
 
     Args:
         seeds: one pretraining, draw of images and pair of runs per seed.

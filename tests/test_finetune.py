@@ -198,7 +198,7 @@ def test_phase_2_keeps_every_batchnorm_frozen_unless_told(source):
     path, _ = source
     data = types.SimpleNamespace(input_shape=(8, 8, 1), num_classes=4, name="d", mean=(0,), std=(1,))
     model, info = finetune.build_model("resnet20", data, TrainConfig(weights=str(path)))
-    assert info["freeze_batchnorm"] is True
+    assert info["freeze_batchnorm"] is False  # the default: they train
     resnet = finetune.backbone(model)
     norms = finetune.batchnorm_layers(resnet)
     assert len(norms) == 7 and all(isinstance(n, FusedBatchNormalization) for n in norms)  # stem + 2 per block
@@ -227,7 +227,7 @@ def test_phase_2_with_frozen_batchnorm_trains_convolutions_and_keeps_the_statist
 
     monkeypatch.setattr(keras_resnet.data, "_channel_stats", measured)
     path, original = source
-    config = TrainConfig(epochs=1, freeze_epochs=0, weights=str(path), **TINY_CONFIG)
+    config = TrainConfig(epochs=1, freeze_epochs=0, weights=str(path), freeze_batchnorm=True, **TINY_CONFIG)
     result = train("resnet20", "digits", config, out=tmp_path / "frozen", verbose=0)
     before = moving_statistics(original)
     after = moving_statistics(result.model)
@@ -247,7 +247,7 @@ def test_phase_2_with_frozen_batchnorm_trains_convolutions_and_keeps_the_statist
     assert result.metrics["config"]["mean"] == ft["mean"] == norm["mean"]
     assert ft["std"] == pytest.approx(np.sqrt(norm["variance"]).tolist())
     state = json.loads((tmp_path / "frozen" / "state.json").read_text())
-    assert state["signature"]["config"]["freeze_batchnorm"] is True  # None resolved: True resumes it too
+    assert state["signature"]["config"]["freeze_batchnorm"] is True
 
 
 def test_phase_2_with_trained_batchnorm_moves_the_statistics(tmp_path, source):
@@ -255,13 +255,13 @@ def test_phase_2_with_trained_batchnorm_moves_the_statistics(tmp_path, source):
     rng = np.random.default_rng(6)
     x, y = rng.uniform(0, 255, (20, 8, 8, 1)), np.arange(20) % 4
     data = from_arrays(x, y, x[:8], y[:8], batch_size=10)
-    config = TrainConfig(epochs=1, freeze_epochs=0, weights=str(path), freeze_batchnorm=False)
+    config = TrainConfig(epochs=1, freeze_epochs=0, weights=str(path))  # the default: BatchNorm trains
     result = train("resnet20", data, config, out=tmp_path / "trained", verbose=0)
     before, after = moving_statistics(original), moving_statistics(result.model)
     assert all(not np.allclose(after[k], before[k]) for k in after)
     phases = result.metrics["finetune"]["phases"]
     assert [(p["batchnorm_frozen"], p["batchnorm"]) for p in phases] == [(False, "7 of 7 layers train (batch statistics)")]
-    assert result.metrics["config"]["freeze_batchnorm"] is False
+    assert result.metrics["config"]["freeze_batchnorm"] is None and result.metrics["finetune"]["freeze_batchnorm"] is False
 
 
 def test_weights_stats_come_from_the_weights_without_building_a_model(tmp_path, source):
@@ -278,12 +278,12 @@ def test_weights_stats_come_from_the_weights_without_building_a_model(tmp_path, 
 
 
 def test_freeze_batchnorm_is_validated():
-    with pytest.raises(ValueError, match=r"freeze_batchnorm must be True, False or None \(True when fine-tuning\); "
+    with pytest.raises(ValueError, match=r"freeze_batchnorm must be True, False or None \(False: they train\); "
                                          r"received freeze_batchnorm='no'"):
         TrainConfig(weights="imagenet", freeze_batchnorm="no")
     with pytest.raises(ValueError, match="freeze_batchnorm only matter when fine-tuning: pass weights"):
         TrainConfig(freeze_batchnorm=True)
-    assert finetune.resolved_freeze_batchnorm(TrainConfig(weights="imagenet")) is True
+    assert finetune.resolved_freeze_batchnorm(TrainConfig(weights="imagenet")) is False
 
 
 def test_plan_phases_and_their_rates():
@@ -315,7 +315,7 @@ def test_plan_phases_and_their_rates():
         (["--weights", "SOURCE", "--unfreeze", "some"], "received unfreeze='some'"),
         (["--weights", "SOURCE", "--finetune-lr-factor", "0"], "finetune_lr_factor must be a number > 0; received finetune_lr_factor=0.0"),
         (["--unfreeze", "2"], "unfreeze only matter when fine-tuning"),
-        (["--train-batchnorm"], "freeze_batchnorm only matter when fine-tuning"),
+        (["--freeze-batchnorm"], "freeze_batchnorm only matter when fine-tuning"),
     ],
 )
 def test_bad_finetuning_arguments_exit_2_naming_the_value(tmp_path, capsys, source, args, message):
@@ -378,7 +378,7 @@ def test_resnet50_finetunes_from_keras_applications_weights_and_exports(tmp_path
     assert [(p["phase"], p["first_epoch"], p["last_epoch"]) for p in ft["phases"]] == [(1, 1, 1), (2, 2, 2)]
     assert ft["phases"][0]["trainable_params"] == 2048 * 5 + 5
     assert ft["phases"][1]["trainable_params"] > 23_000_000 and ft["phases"][1]["lr"] == pytest.approx(0.001)
-    assert ft["phases"][1]["batchnorm"] == "frozen (inference mode)"
+    assert ft["phases"][1]["batchnorm"].endswith("train (batch statistics)")
     assert finetune.weights_stats(str(weights)) == (finetune.CAFFE_MEAN_RGB, (1.0, 1.0, 1.0))
     assert metrics["config"]["mean"] == list(finetune.CAFFE_MEAN_RGB) and metrics["config"]["std"] == [1.0] * 3
     assert metrics["epochs"] == 2 and 0 <= metrics["test_accuracy"] <= 1
@@ -425,7 +425,7 @@ def test_finetuning_resumes_in_phase_1_at_the_boundary_and_in_phase_2_after_sigk
         if kill_after > 1:  # Keras counts up to the phase's last epoch
             assert "Resuming" in run.stdout and f"Epoch {kill_after}/{2 if kill_after <= 2 else 5}" in run.stdout
         if kill_after == 4:
-            assert ("Phase 2 of fine-tuning: trains all layers at 0.1 x lr, BatchNorm frozen (inference mode), "
+            assert ("Phase 2 of fine-tuning: trains all layers at 0.1 x lr, "
                     "epochs 3-5 of 5") in run.stdout
     # The last session from the command line: the same signature, so it continues at epoch 5.
     last = subprocess.run([sys.executable, "-m", "keras_resnet.cli", "train", "--dataset", "digits", "--image-size", "8",
@@ -463,18 +463,19 @@ def test_transfer_command_with_tiny_settings(tmp_path, capsys):
         assert 0 <= record[key] <= 1
     tuned = json.loads((out / "runs" / "finetune-s0" / "metrics.json").read_text())
     assert tuned["finetune"]["source"] == "keras_model" and tuned["counts"]["validation"] == 0
-    assert tuned["finetune"]["phases"][-1]["batchnorm"] == "frozen (inference mode)"
-    assert result["settings"]["freeze_batchnorm"] is True
+    assert tuned["finetune"]["phases"][-1]["batchnorm"].endswith("train (batch statistics)")
+    assert result["settings"]["freeze_batchnorm"] is False
     assert result["summary"]["gain_mean"] == pytest.approx(record["finetune_accuracy"] - record["scratch_accuracy"])
     # Finished runs are read back, not retrained.
     assert cli.main(args) == 0 and json.loads((out / "results.json").read_text())["records"] == result["records"]
     with pytest.raises(SystemExit) as exit_info:  # other settings do not reuse these runs
         cli.main([*args, "--lr", "0.01"])
     assert exit_info.value.code == 2 and "holds an experiment with other settings" in capsys.readouterr().err
-    # An experiment written before freeze_batchnorm existed trained its BatchNorms: --train-batchnorm reads it back.
+    # An experiment written before freeze_batchnorm existed trained its BatchNorms: the default reads it back,
+    # --freeze-batchnorm is another experiment.
     settings = json.loads((out / "experiment.json").read_text())
     (out / "experiment.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "freeze_batchnorm"}))
     with pytest.raises(SystemExit):
-        cli.main(args)
+        cli.main([*args, "--freeze-batchnorm"])
     assert "holds an experiment with other settings" in capsys.readouterr().err
-    assert cli.main([*args, "--train-batchnorm"]) == 0
+    assert cli.main(args) == 0
