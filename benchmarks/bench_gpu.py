@@ -254,7 +254,7 @@ def main(argv=None):
         refuse(" to TensorFlow (tf.config.list_physical_devices('GPU') is empty)")
     quick = args.quick
     sizes = {
-        "resnet50_size": 64 if quick else 224, "resnet50_batch": 4 if quick else args.batch,
+        "resnet50_size": 32 if quick else 224, "resnet50_batch": 4 if quick else args.batch,
         "resnet50_steps": (2 if quick else args.steps), "epochs": 1 if quick else args.epochs,
         "cifar_batch": 16 if quick else 128, "cifar_steps": 2 if quick else 390,
         # A smoke run checks the code, not the speed: one block per stage and a depth-8 CIFAR net
