@@ -218,6 +218,7 @@ def test_phase_2_keeps_every_batchnorm_frozen_unless_told(source):
     assert all(n.trainable for n in norms)
 
 
+@pytest.mark.slow
 def test_phase_2_with_frozen_batchnorm_trains_convolutions_and_keeps_the_statistics(tmp_path, source, monkeypatch):
     # A dataset by name with weights that bring their own normalisation: nothing is measured on it.
     import keras_resnet.data
@@ -250,6 +251,7 @@ def test_phase_2_with_frozen_batchnorm_trains_convolutions_and_keeps_the_statist
     assert state["signature"]["config"]["freeze_batchnorm"] is True
 
 
+@pytest.mark.slow
 def test_phase_2_with_trained_batchnorm_moves_the_statistics(tmp_path, source):
     path, original = source
     rng = np.random.default_rng(6)

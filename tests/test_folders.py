@@ -129,6 +129,7 @@ def odd_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_odd_images_in_one_folder_decode_like_pillow(odd_folder):
     ds = load_dataset(str(odd_folder), batch_size=8, validation_split=0, augment=False)
     assert ds.class_names == ("odd", "plain") and ds.num_classes == 2
@@ -148,6 +149,7 @@ def test_odd_images_in_one_folder_decode_like_pillow(odd_folder):
         assert diff <= tolerance(contents, 3), (path, diff)
 
 
+@pytest.mark.slow
 def test_only_grey_images_give_one_channel(tmp_path):
     files = odd_images(np.random.default_rng(3))
     names = ("grey.png", "grey.jpg", "grey_alpha.png", "grey16.png")
@@ -173,6 +175,7 @@ def test_cache_settings_give_the_same_pixels(odd_folder, tmp_path):
 
 # ---- layout ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_class_folders_nested_folders_and_ignored_files(tmp_path):
     image = id_image(1)
     for i in range(3):
@@ -375,6 +378,7 @@ def damage(path, how):
     path.write_bytes(b"not an image at all" if how == "garbage" else data[: len(data) // 2])
 
 
+@pytest.mark.slow
 def test_nothing_is_decoded_at_setup(tmp_path):
     for split in ("train", "test"):
         for cls, name in (("a", "x.jpg"), ("b", "y.png")):
@@ -395,6 +399,7 @@ def test_nothing_is_decoded_at_setup(tmp_path):
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cached", "streamed"])
+@pytest.mark.slow
 def test_error_policy_names_the_file_when_it_is_read(id_folder, tmp_path, cache):
     import shutil
 
