@@ -28,7 +28,7 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 10 min).
+# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 15 min).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 

@@ -9,7 +9,7 @@ average before the run and the CPU that other processes took during each benchma
 recorded in every result file.
 
 Usage:
-    python benchmarks/run_all.py            # the full suite, about 10 minutes on 2 cores
+    python benchmarks/run_all.py            # the full suite, about 15 minutes on 2 cores
     python benchmarks/run_all.py --quick    # tiny sizes, one round: checks the suite runs
     python benchmarks/run_all.py --only inference search
 """
