@@ -136,6 +136,7 @@ def convert(model, shape: tuple[int, int, int], class_names: Sequence[str], top_
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     except Exception as e:  # tf2onnx raises many types; all mean the graph did not convert
         raise ExportError(f"ONNX conversion failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+    _fold_captured_constants(proto, serve.get_concrete_function(spec), onnx)
     # tf2onnx keeps ops it cannot convert (continue_on_error) under their TensorFlow names.
     unknown = sorted({n.op_type for n in proto.graph.node if not onnx.defs.has(n.op_type, n.domain)})
     if unknown:
@@ -154,6 +155,30 @@ def convert(model, shape: tuple[int, int, int], class_names: Sequence[str], top_
     except Exception as e:  # onnx.checker.ValidationError and shape-inference errors
         raise ExportError(f"the converted ONNX model is not valid: {str(e).strip().splitlines()[0]}") from e
     return proto.SerializeToString()
+
+
+def _fold_captured_constants(proto, concrete, onnx) -> None:
+    """Turns the graph inputs that tf2onnx made of captured constants into initializers.
+
+    tf2onnx freezes the variables a function reads, but makes every other captured tensor a
+    graph input; ``keras.layers.Normalization`` built with a mean and a variance (as
+    :func:`keras_resnet.data.preprocessing` builds it) captures two. Their values are the
+    concrete function's ``captured_inputs``, in the order of its trailing ``inputs``.
+    """
+    import tensorflow as tf
+
+    from keras_resnet.litert import ExportError
+
+    captured = concrete.captured_inputs
+    placeholders = concrete.inputs[len(concrete.inputs) - len(captured):]
+    values = {t.name: v for t, v in zip(placeholders, captured) if t.dtype != tf.resource}
+    extra = [i for i in proto.graph.input if i.name != INPUT_NAME]
+    unknown = [i.name for i in extra if i.name not in values]
+    if unknown:
+        raise ExportError(f"the converted ONNX model takes inputs {unknown} besides {INPUT_NAME!r}; expected one image batch")
+    for value_info in extra:
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(values[value_info.name]), value_info.name))
+        proto.graph.input.remove(value_info)
 
 
 def _name_outputs_and_batch(proto) -> None:

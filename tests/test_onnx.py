@@ -14,6 +14,7 @@ from harness import band_images
 from PIL import Image
 
 from keras_resnet import cli, export, litert, onnx_export, verification
+from keras_resnet.data import preprocessing
 from keras_resnet.models import ResNet
 from keras_resnet.predict import load_classifier, resolve_model
 from keras_resnet.predict import predict as run_predict
@@ -24,10 +25,15 @@ NAMES = ["left", "middle", "right"]
 
 
 def tiny_model(shape=SHAPE, seed=0, x=None, y=None):
-    """Raw pixels in, probabilities out: Rescaling then a ResNet-8, trained a few steps when given data."""
+    """Raw pixels in, probabilities out, as training builds them: the normalisation then a ResNet-8.
+
+    The Normalization layer with a given mean and variance captures constant tensors, which
+    tf2onnx would make graph inputs: the export must fold them. Trained a few steps when given data.
+    """
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
-        [keras.Input(shape), keras.layers.Rescaling(1 / 255), ResNet(depth=8, input_shape=shape, classes=CLASSES)],
+        [keras.Input(shape), preprocessing(([60.0] * shape[-1], [50.0] * shape[-1])),
+         ResNet(depth=8, input_shape=shape, classes=CLASSES)],
         name="tiny",
     )
     if x is not None:
@@ -68,6 +74,7 @@ def test_onnx_file_names_types_metadata_and_parity(onnx_file, trained):
     proto = onnx.load(str(onnx_file))
     dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert [i.name for i in proto.graph.input] == ["images"] and dims == ["batch", *SHAPE]
+    assert len(proto.graph.initializer) > 0  # the weights and the normalisation's constants
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     types = {o.name: o.type.tensor_type.elem_type for o in proto.graph.output}
     assert list(types) == ["probabilities", "class_id", "top_k_classes", "top_k_probabilities"]
