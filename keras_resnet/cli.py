@@ -249,6 +249,11 @@ def _cmd_export(args) -> int:
     tflite = args.tflite or ()
     if "int8" in tflite and not args.dataset:
         raise UsageError("--tflite int8 needs --dataset: full-integer quantization calibrates on training images")
+    if args.onnx:
+        from keras_resnet.onnx_export import INSTALL_HINT, missing_packages
+
+        if missing_packages():
+            raise UsageError(f"--onnx needs {', '.join(missing_packages())}: {INSTALL_HINT}")
     import_keras(args.verbose)
     from keras_resnet.litert import ExportError
     from keras_resnet.pipeline import export_trained
@@ -260,7 +265,7 @@ def _cmd_export(args) -> int:
             records = export_trained(
                 args.model, args.name, base=args.base, version=args.export_version, tflite=tflite,
                 dataset=args.dataset, data_dir=args.data_dir, int8_io=args.int8_io,
-                keep_failed=args.keep_failed, calibration_samples=args.calibration_samples,
+                keep_failed=args.keep_failed, calibration_samples=args.calibration_samples, onnx=args.onnx,
             )
     except ExportError as e:
         print(f"{PROG}: export failed, nothing was written: {e}", file=sys.stderr)
@@ -602,7 +607,8 @@ def _add_export_parser(sub) -> None:
     p = _add_parser(
         sub, "export", help="write a SavedModel (TF Serving layout) and TFLite files, verified",
         description="Export a trained .keras model to BASE/NAME/VERSION/ (SavedModel with class names and "
-        "warm-up requests) and BASE/NAME/tflite/NAME_VERSION_QUANT.tflite, verify every artifact against "
+        "warm-up requests), BASE/NAME/tflite/NAME_VERSION_QUANT.tflite and with --onnx "
+        "BASE/NAME/onnx/NAME_VERSION.onnx, verify every artifact against "
         "the Keras model, keep what passes and write BASE/NAME/export_report.json. Exit status 1 when "
         "an artifact fails its check.",
     )
@@ -620,6 +626,9 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--calibration-samples", type=int, default=samples, metavar="N",
                    help=f"training images that calibrate int8 (default {samples})")
     p.add_argument("--keep-failed", action="store_true", help="keep failed artifacts under a .failed name")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write BASE/NAME/onnx/NAME_VERSION.onnx, verified with ONNX Runtime "
+                   "(needs the onnx extra: pip install \"keras-residual[onnx]\")")
     p.set_defaults(func=_cmd_export)
 
 
@@ -644,13 +653,13 @@ def _add_predict_parser(sub) -> None:
     from keras_resnet.images import EVALUATION_CROP_MIN_SIZE, FITS
 
     p = _add_parser(
-        sub, "predict", help="classify image files with a .keras, SavedModel or TFLite model",
+        sub, "predict", help="classify image files with a .keras, SavedModel, TFLite or ONNX model",
         description="Print each image's most probable classes. MODEL is a .keras file, a SavedModel folder, "
-        "a BASE/NAME folder of versions (the latest is used) or a .tflite file. Images are read as "
+        "a BASE/NAME folder of versions (the latest is used), a .tflite or a .onnx file. Images are read as "
         "training's evaluation pipeline reads them. Unreadable images are named on stderr (and in the "
         "JSON), the others are still classified, and the exit status is 1.",
     )
-    p.add_argument("model", metavar="MODEL", help="a .keras file, a SavedModel folder, a BASE/NAME folder or a .tflite file")
+    p.add_argument("model", metavar="MODEL", help="a .keras file, a SavedModel folder, a BASE/NAME folder, a .tflite or a .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, GIF)")
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, metavar="K",
                    help=f"classes per image, at most the number of classes (default {DEFAULT_TOP_K})")

@@ -25,6 +25,7 @@ INT8_IO_TYPES = ("float32", "int8", "uint8")  # the first is the default
 DEFAULT_CALIBRATION_SAMPLES = 500  # training images that calibrate a full-integer (int8) file
 CLASS_NAMES_FILE = "class_names.txt"  # in a SavedModel's assets/: one class name per line
 TFLITE_DIR = "tflite"  # BASE/NAME/tflite/NAME_VERSION_QUANT.tflite
+ONNX_DIR = "onnx"  # BASE/NAME/onnx/NAME_VERSION.onnx
 
 # ---- serving (keras_resnet.serving) -------------------------------------------------------------
 DEFAULT_PORT = 8501  # TF Serving's REST port

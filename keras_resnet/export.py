@@ -7,6 +7,7 @@ the Keras model before it is kept. Layout under ``base`` (see ``saved_models/REA
     base/name/1/assets/class_names.txt      one class name per line
     base/name/1/assets.extra/tf_serving_warmup_requests
     base/name/tflite/name_1_int8.tflite     TFLite files, outside the version folders
+    base/name/onnx/name_1.onnx              ONNX (``onnx=True``; :mod:`keras_resnet.onnx_export`)
     base/name/export_report.json            what verify() measured for the last export
 
 Writes are atomic: everything is staged in a hidden folder next to its destination and moved
@@ -33,7 +34,7 @@ import tensorflow as tf
 
 import keras_resnet.models  # noqa: F401  (registers the package's classes for load_model)
 from keras_resnet import fileio
-from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_CALIBRATION_SAMPLES, TFLITE_DIR
+from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_CALIBRATION_SAMPLES, ONNX_DIR, TFLITE_DIR
 from keras_resnet.litert import (
     INT8_IO_TYPES,
     QUANTIZATIONS,
@@ -41,7 +42,7 @@ from keras_resnet.litert import (
     convert_saved_model,
 )
 from keras_resnet.validation import check_bool, check_choice, check_int, check_type
-from keras_resnet.verification import DEFAULT_THRESHOLDS, SAVED_MODEL, check_thresholds, verify
+from keras_resnet.verification import DEFAULT_THRESHOLDS, ONNX, SAVED_MODEL, check_thresholds, verify
 
 __all__ = [
     "DEFAULT_THRESHOLDS", "INT8_IO_TYPES", "QUANTIZATIONS", "SAVED_MODEL", "ExportError",
@@ -199,6 +200,11 @@ def _used_versions(model_dir: Path) -> set[int]:
         tflite = re.compile(rf"^{re.escape(model_dir.name)}_([0-9]+)_")
         for child in (model_dir / TFLITE_DIR).glob("*.tflite"):
             m = tflite.match(child.name)
+            if m:
+                used.add(int(m.group(1)))
+        onnx = re.compile(rf"^{re.escape(model_dir.name)}_([0-9]+)(?:{re.escape(FAILED_SUFFIX)})?\.onnx$")
+        for child in (model_dir / ONNX_DIR).glob("*.onnx"):
+            m = onnx.match(child.name)
             if m:
                 used.add(int(m.group(1)))
     return used
@@ -525,6 +531,7 @@ def export_all(
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     latency_runs: int = 50,
     num_threads: int = 2,
+    onnx: bool = False,
 ) -> list[dict]:
     """Exports the SavedModel and TFLite files, verifies them, keeps what passes, writes the report.
 
@@ -547,7 +554,10 @@ def export_all(
         keep_failed: keep failed artifacts under a ``.failed`` name instead of deleting them.
         thresholds: overrides of :data:`DEFAULT_THRESHOLDS`, per format.
         calibration_samples: at most this many images calibrate the int8 file.
-        latency_runs: timed runs per artifact. num_threads: TFLite interpreter threads.
+        latency_runs: timed runs per artifact. num_threads: TFLite interpreter and ONNX
+            Runtime threads.
+        onnx: also write ``base/name/onnx/name_version.onnx`` (:mod:`keras_resnet.onnx_export`),
+            verified with ONNX Runtime; needs ``pip install "keras-residual[onnx]"``.
 
     Returns:
         One record per artifact (see :func:`verify`), with ``path`` the kept path (None when
@@ -574,6 +584,10 @@ def export_all(
     calibration_samples = check_int("calibration_samples", calibration_samples, 1)
     latency_runs = check_int("latency_runs", latency_runs, 1)
     num_threads = check_int("num_threads", num_threads, 1)
+    if check_bool("onnx", onnx):
+        from keras_resnet import onnx_export
+
+        onnx_export.check_available()
     x_test, y_test = _verification_data(x_test, y_test, shape)
     sample = _calibration_images(representative_data, shape, calibration_samples) if "int8" in tflite else None
     model_dir = Path(base) / name
@@ -583,6 +597,9 @@ def export_all(
     staging = _staging_dir(model_dir, version)
     try:
         staged = _stage_artifacts(model, staging, name, shape, class_names, tflite, x_test, sample, int8_io)
+        if onnx:
+            staged[ONNX] = staging / "model.onnx"
+            fileio.write_bytes(staged[ONNX], onnx_export.convert(model, shape, class_names, DEFAULT_TOP_K))
         records = verify(model, staged, x_test, y_test, thresholds, latency_runs=latency_runs, num_threads=num_threads)
         for record in records:
             path = _place(staged[record["format"]], record, base, name, version, keep_failed)
@@ -623,7 +640,14 @@ def _stage_artifacts(model, staging: Path, name, shape, class_names, tflite, x_t
 def _place(staged: Path, record: dict, base, name: str, version: int, keep_failed: bool) -> Path | None:
     """Moves a verified artifact into place (a failed one under a ``.failed`` name, or deletes it)."""
     fmt = record["format"]
-    final = Path(base) / name / str(version) if fmt == SAVED_MODEL else tflite_path(base, name, version, fmt)
+    if fmt == SAVED_MODEL:
+        final = Path(base) / name / str(version)
+    elif fmt == ONNX:
+        from keras_resnet.onnx_export import onnx_path
+
+        final = onnx_path(base, name, version)
+    else:
+        final = tflite_path(base, name, version, fmt)
     if not record["passed"]:
         if not keep_failed:
             return None

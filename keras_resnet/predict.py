@@ -1,4 +1,4 @@
-"""Classifies image files with a trained model of any kind: ``.keras``, SavedModel, TF Serving folder, TFLite.
+"""Classifies image files with a trained model of any kind: ``.keras``, SavedModel, TF Serving folder, TFLite, ONNX.
 
 A model is found by what its path is (:func:`resolve_model`, which needs no TensorFlow, so the
 command line checks it before TensorFlow starts) and loaded into a :class:`Classifier` (raw
@@ -12,7 +12,9 @@ pixels in, probabilities out) by :func:`load_classifier`:
   default version policy picks it;
 * a ``.tflite`` file, float or integer input and output (quantized and dequantized with the
   tensors' scale and zero point); for ``BASE/NAME/tflite/NAME_V_QUANT.tflite`` the class names
-  of SavedModel version ``V``.
+  of SavedModel version ``V``;
+* a ``.onnx`` file, run with ONNX Runtime (class names from its metadata's ``class_names``, as
+  :mod:`keras_resnet.onnx_export` writes them; needs ``pip install "keras-residual[onnx]"``).
 
 Every image file is read by :func:`keras_resnet.images.read_image_file` with the model's
 channels and size and, by default, the evaluation fit of training's pipeline
@@ -40,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, TFLITE_DIR
+from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, ONNX_DIR, TFLITE_DIR
 from keras_resnet.images import FITS, center_crop, evaluation_fit, read_image_file, resize
 from keras_resnet.validation import check_choice, check_int, check_path
 
@@ -49,14 +51,14 @@ __all__ = [
     "load_classifier", "model_versions", "predict", "read_class_names", "resolve_model",
 ]
 
-MODEL_KINDS = ("keras", "saved_model", "tflite")
+MODEL_KINDS = ("keras", "saved_model", "tflite", "onnx")
 SIGNATURE = "serving_default"
 METRICS_FILE = "metrics.json"  # a training run's summary; its "class_names" name the classes
 _TFLITE_MAGIC = b"TFL3"  # the flatbuffer's file identifier, at bytes 4-8
 # TensorFlow's op errors wrap their message in "{{function_node ...}} ... [Op:DecodeImage] name:";
 # read_image_file passes that through, and a person needs only the middle.
 _OP_ERROR_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](?: name:.*)?$")
-_EXPECTED = "a .keras file, a SavedModel folder, a BASE/NAME folder of versions or a .tflite file"
+_EXPECTED = "a .keras file, a SavedModel folder, a BASE/NAME folder of versions, a .tflite or a .onnx file"
 
 
 # ---- finding a model ------------------------------------------------------------------------------
@@ -66,13 +68,14 @@ class ModelSource:
     """A model found on disk, not loaded yet.
 
     Attributes:
-        kind: one of :data:`MODEL_KINDS`: ``"keras"``, ``"saved_model"`` or ``"tflite"``.
+        kind: one of :data:`MODEL_KINDS`: ``"keras"``, ``"saved_model"``, ``"tflite"`` or ``"onnx"``.
         path: the ``.keras`` file, the SavedModel folder (for ``BASE/NAME`` its latest version
-            folder) or the ``.tflite`` file.
+            folder), the ``.tflite`` or the ``.onnx`` file.
         class_names_file: the file naming the classes that travels with the model
-            (``class_names.txt`` or a run's ``metrics.json``), or None.
-        version: the version number for a ``BASE/NAME`` folder or a ``.tflite`` file under
-            ``BASE/NAME/tflite/``; else None.
+            (``class_names.txt`` or a run's ``metrics.json``), or None (an ONNX file carries
+            its names inside).
+        version: the version number for a ``BASE/NAME`` folder, a ``.tflite`` file under
+            ``BASE/NAME/tflite/`` or a ``.onnx`` file under ``BASE/NAME/onnx/``; else None.
     """
 
     kind: str
@@ -104,8 +107,8 @@ def resolve_model(path: str | os.PathLike) -> ModelSource:
 
     Args:
         path: a ``.keras`` file, a SavedModel folder, a ``BASE/NAME`` folder (TF Serving's
-            ``BASE/NAME/<version>/saved_model.pb``; the latest version is taken) or a
-            ``.tflite`` file.
+            ``BASE/NAME/<version>/saved_model.pb``; the latest version is taken), a
+            ``.tflite`` or a ``.onnx`` file.
 
     Returns:
         A :class:`ModelSource`; ValueError naming the path when it is none of these kinds.
@@ -116,7 +119,7 @@ def resolve_model(path: str | os.PathLike) -> ModelSource:
     >>> resolve_model("notes.txt")
     Traceback (most recent call last):
     ...
-    ValueError: model 'notes.txt' does not exist; expected a .keras file, a SavedModel folder, a BASE/NAME folder of versions or a .tflite file
+    ValueError: model 'notes.txt' does not exist; expected a .keras file, a SavedModel folder, a BASE/NAME folder of versions, a .tflite or a .onnx file
     """
     check_path("model", path, allowed=_EXPECTED)
     path = Path(path)
@@ -133,6 +136,8 @@ def resolve_model(path: str | os.PathLike) -> ModelSource:
                 if f.read(8)[4:] != _TFLITE_MAGIC:
                     raise ValueError(f"{str(path)!r} is not a TFLite model (no TFL3 flatbuffer identifier)")
             return ModelSource("tflite", path, *_tflite_class_names(path))
+        if path.suffix == ".onnx":
+            return ModelSource("onnx", path, None, _onnx_version(path))
         raise ValueError(f"model {str(path)!r} is not a model file; expected {_EXPECTED}")
     if (path / "saved_model.pb").is_file():
         return ModelSource("saved_model", path, _asset(path), int(path.name) if path.name.isdigit() else None)
@@ -163,6 +168,14 @@ def _tflite_class_names(path: Path) -> tuple[Path | None, int | None]:
         return None, None
     version = int(match.group(1))
     return _asset(model_dir / str(version)), version
+
+
+def _onnx_version(path: Path) -> int | None:
+    """V for ``BASE/NAME/onnx/NAME_V.onnx``; else None."""
+    if path.parent.name != ONNX_DIR:
+        return None
+    match = re.match(rf"^{re.escape(path.parent.parent.name)}_([0-9]+)\.onnx$", path.name)
+    return int(match.group(1)) if match else None
 
 
 def read_class_names(path: str | os.PathLike) -> list[str] | None:
@@ -371,10 +384,29 @@ def _load_tflite(source: ModelSource) -> Classifier:
     return Classifier(run, shape, _travelling_names(source, classes), source)
 
 
+def _load_onnx(source: ModelSource) -> Classifier:
+    from keras_resnet.onnx_export import ONNXRunner
+
+    runner = ONNXRunner(source.path)  # ValueError for a file ONNX Runtime cannot load
+    what = f"the ONNX model {str(source.path)!r}"
+    shape = _check_input_shape([d if isinstance(d, int) else None for d in runner.input_shape[1:]], what)
+    classes = runner.output_shapes[runner.probabilities][-1]
+    if not isinstance(classes, int):
+        raise ValueError(f"{what} has output {runner.probabilities!r} of shape "
+                         f"{runner.output_shapes[runner.probabilities]}; expected (batch, classes)")
+    names = runner.class_names
+    if names is not None and len(names) != classes:
+        warnings.warn(f"{what} names {len(names)} classes in its metadata, but has {classes}; "
+                      "using the class indices", stacklevel=3)
+        names = None
+    return Classifier(runner, shape, tuple(names or (str(i) for i in range(classes))), source)
+
+
 _LOADERS = {
     "keras": lambda source: _load_keras_model(None, source),
     "saved_model": _load_saved_model,
     "tflite": _load_tflite,
+    "onnx": _load_onnx,
 }
 
 
@@ -431,7 +463,7 @@ def predict(
 
     Args:
         model: a ``.keras`` file, a SavedModel folder, a ``BASE/NAME`` folder (its latest
-            version), a ``.tflite`` file, an in-memory ``keras.Model`` (raw pixels in,
+            version), a ``.tflite`` or ``.onnx`` file, an in-memory ``keras.Model`` (raw pixels in,
             probabilities out) or a :class:`Classifier` from :func:`load_classifier`.
         images: image file paths and pixel arrays ``(height, width, channels)`` (0-255; other
             sizes are fitted like files), one path, or one array (a batch when 4-D).
