@@ -249,6 +249,11 @@ def _cmd_export(args) -> int:
     tflite = args.tflite or ()
     if "int8" in tflite and not args.dataset:
         raise UsageError("--tflite int8 needs --dataset: full-integer quantization calibrates on training images")
+    if args.metadata and not tflite:
+        raise UsageError("--metadata writes TFLite Metadata into the TFLite files; add --tflite QUANT")
+    if args.metadata and "int8" in tflite and args.int8_io == "int8":
+        raise UsageError("--metadata is for MediaPipe's ImageClassifier, which refuses int8 input; "
+                         "use --int8-io uint8 or float32")
     import_keras(args.verbose)
     from keras_resnet.litert import ExportError
     from keras_resnet.pipeline import export_trained
@@ -261,6 +266,7 @@ def _cmd_export(args) -> int:
                 args.model, args.name, base=args.base, version=args.export_version, tflite=tflite,
                 dataset=args.dataset, data_dir=args.data_dir, int8_io=args.int8_io,
                 keep_failed=args.keep_failed, calibration_samples=args.calibration_samples,
+                metadata=args.metadata,
             )
     except ExportError as e:
         print(f"{PROG}: export failed, nothing was written: {e}", file=sys.stderr)
@@ -620,6 +626,9 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--calibration-samples", type=int, default=samples, metavar="N",
                    help=f"training images that calibrate int8 (default {samples})")
     p.add_argument("--keep-failed", action="store_true", help="keep failed artifacts under a .failed name")
+    p.add_argument("--metadata", action="store_true",
+                   help="write TFLite Metadata (RGB input, normalisation, labels.txt) into the TFLite files, so "
+                   "MediaPipe's ImageClassifier runs them; grey models then take RGB images")
     p.set_defaults(func=_cmd_export)
 
 

@@ -34,6 +34,7 @@ def export_trained(
     keep_failed: bool = False,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     thresholds: dict | None = None,
+    metadata: bool = False,
 ) -> list[dict]:
     """Exports a trained model and verifies every artifact against it.
 
@@ -53,6 +54,8 @@ def export_trained(
         keep_failed: keep artifacts that fail their check, marked ``.failed``.
         calibration_samples: training images that calibrate int8.
         thresholds: overrides of :data:`keras_resnet.verification.DEFAULT_THRESHOLDS`.
+        metadata: write TFLite Metadata and the labels into the TFLite files, for MediaPipe's
+            ImageClassifier (:func:`keras_resnet.export.export_all`).
 
     Returns:
         One record per artifact (``format``, ``path``, ``size_bytes``, ``max_abs_diff``,
@@ -86,7 +89,7 @@ def export_trained(
     return export.export_all(
         model, name, base=base, version=version, tflite=tuple(tflite), representative_data=train,
         x_test=x_test, y_test=y_test, class_names=class_names, int8_io=int8_io, keep_failed=keep_failed,
-        calibration_samples=calibration_samples, thresholds=thresholds,
+        calibration_samples=calibration_samples, thresholds=thresholds, metadata=metadata,
     )
 
 
