@@ -254,6 +254,11 @@ def _cmd_export(args) -> int:
 
         if missing_packages():
             raise UsageError(f"--onnx needs {', '.join(missing_packages())}: {INSTALL_HINT}")
+    if args.metadata and not tflite:
+        raise UsageError("--metadata writes TFLite Metadata into the TFLite files; add --tflite QUANT")
+    if args.metadata and "int8" in tflite and args.int8_io == "int8":
+        raise UsageError("--metadata is for MediaPipe's ImageClassifier, which refuses int8 input; "
+                         "use --int8-io uint8 or float32")
     import_keras(args.verbose)
     from keras_resnet.litert import ExportError
     from keras_resnet.pipeline import export_trained
@@ -266,6 +271,7 @@ def _cmd_export(args) -> int:
                 args.model, args.name, base=args.base, version=args.export_version, tflite=tflite,
                 dataset=args.dataset, data_dir=args.data_dir, int8_io=args.int8_io,
                 keep_failed=args.keep_failed, calibration_samples=args.calibration_samples, onnx=args.onnx,
+                metadata=args.metadata,
             )
     except ExportError as e:
         print(f"{PROG}: export failed, nothing was written: {e}", file=sys.stderr)
@@ -629,6 +635,9 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--onnx", action="store_true",
                    help="also write BASE/NAME/onnx/NAME_VERSION.onnx, verified with ONNX Runtime "
                    "(needs the onnx extra: pip install \"keras-residual[onnx]\")")
+    p.add_argument("--metadata", action="store_true",
+                   help="write TFLite Metadata (RGB input, normalisation, labels.txt) into the TFLite files, so "
+                   "MediaPipe's ImageClassifier runs them; grey models then take RGB images")
     p.set_defaults(func=_cmd_export)
 
 

@@ -41,6 +41,12 @@ from keras_resnet.litert import (
     ExportError,
     convert_saved_model,
 )
+from keras_resnet.tflite_metadata import (
+    MEDIAPIPE_INPUT_TYPES,
+    add_metadata,
+    rgb_calibration_images,
+    rgb_input_model,
+)
 from keras_resnet.validation import check_bool, check_choice, check_int, check_type
 from keras_resnet.verification import DEFAULT_THRESHOLDS, ONNX, SAVED_MODEL, check_thresholds, verify
 
@@ -455,6 +461,26 @@ def _check_tflite_args(quantization, representative_data, int8_io) -> None:
                          "calibrate the activation ranges; received representative_data=None")
 
 
+def _check_metadata_args(metadata, int8_io: str) -> None:
+    check_bool("metadata", metadata)
+    if metadata and int8_io not in MEDIAPIPE_INPUT_TYPES:
+        raise ValueError(f"metadata is for MediaPipe's ImageClassifier, which takes {' or '.join(MEDIAPIPE_INPUT_TYPES)} "
+                         f"input and refuses int8; received int8_io={int8_io!r} (uint8 takes raw pixel bytes)")
+
+
+def _write_tflite_source(model: keras.Model, path: Path, shape, sample, metadata: bool):
+    """Writes the SavedModel to convert; returns the calibration images it takes.
+
+    With ``metadata`` the model goes behind an RGB input (grey models convert it in the graph),
+    as MediaPipe feeds RGB only.
+    """
+    if not metadata:
+        _write_probability_model(model, path, shape)
+        return sample
+    _write_probability_model(rgb_input_model(model), path, (*shape[:2], 3))
+    return None if sample is None else rgb_calibration_images(sample)
+
+
 def export_tflite(
     source: keras.Model | str | os.PathLike,
     path: str | os.PathLike,
@@ -462,11 +488,17 @@ def export_tflite(
     representative_data=None,
     int8_io: str = "float32",
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    metadata: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Converts a model to a TFLite (LiteRT) file that needs only builtin ops.
 
     The converter runs on a SavedModel (Keras 3 models go through a temporary one) with Select
     TF ops off; if the model needs ops outside the builtins, :class:`ExportError` names them.
+    With ``metadata``, the file carries TFLite Metadata and its labels, as MediaPipe's
+    ImageClassifier needs them (:func:`keras_resnet.tflite_metadata.add_metadata`), and takes
+    RGB images: a grey model gets an RGB input converted to grey in the graph
+    (:func:`keras_resnet.tflite_metadata.rgb_input_model`).
 
     Args:
         source: a keras.Model, or a SavedModel folder whose ``serving_default`` signature takes
@@ -479,6 +511,10 @@ def export_tflite(
         int8_io: ``"float32"``, ``"int8"`` or ``"uint8"``: the input and output type of an
             int8 model (uint8 takes raw pixels as they are).
         calibration_samples: at most this many images are used to calibrate.
+        metadata: write TFLite Metadata (name, RGB input, normalisation, labels); the int8
+            input must then be float32 or uint8, the types MediaPipe accepts.
+        class_names: with ``metadata``, one string per class for the labels file; default
+            ``"0"``, ``"1"``, ...
 
     Returns:
         The written path.
@@ -489,26 +525,35 @@ def export_tflite(
     """
     _check_tflite_args(quantization, representative_data, int8_io)
     calibration_samples = check_int("calibration_samples", calibration_samples, 1)
+    _check_metadata_args(metadata, int8_io if quantization == "int8" else "float32")
     path = Path(path)
     if path.suffix != ".tflite":
         raise ValueError(f"path must end in .tflite; received path={str(path)!r}")
     if isinstance(source, keras.Model):
         shape = image_shape(source)
         _check_probabilities(source, shape)
+        if metadata:
+            class_names = _check_class_names(class_names, source.outputs[0].shape[-1])
     else:
         if not (Path(source) / "saved_model.pb").is_file():
             raise ValueError(f"source must be a keras.Model or a SavedModel folder; {str(source)!r} "
                              "holds no saved_model.pb")
         spec = tf.saved_model.load(str(source)).signatures["serving_default"].structured_input_signature[1]
         shape = tuple(next(iter(spec.values())).shape[1:])
+        if metadata and shape[-1] != 3:
+            raise ValueError(f"metadata needs an RGB input, and the SavedModel {str(source)!r} takes {shape}; pass "
+                             "the keras.Model instead, which is exported behind an RGB input")
     sample = _calibration_images(representative_data, shape, calibration_samples) if quantization == "int8" else None
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(source, keras.Model):
             saved_model = Path(tmp) / "probabilities"
-            _write_probability_model(source, saved_model, shape)
+            sample = _write_tflite_source(source, saved_model, shape, sample, metadata)
         else:
             saved_model = Path(source)
         content = convert_saved_model(saved_model, quantization, sample, int8_io)
+    if metadata:
+        name = source.name if isinstance(source, keras.Model) else Path(source).name
+        content = add_metadata(content, class_names, name=name, grey_model=shape[-1] == 1)
     fileio.write_bytes(path, content)
     return path
 
@@ -532,6 +577,7 @@ def export_all(
     latency_runs: int = 50,
     num_threads: int = 2,
     onnx: bool = False,
+    metadata: bool = False,
 ) -> list[dict]:
     """Exports the SavedModel and TFLite files, verifies them, keeps what passes, writes the report.
 
@@ -558,6 +604,9 @@ def export_all(
             Runtime threads.
         onnx: also write ``base/name/onnx/name_version.onnx`` (:mod:`keras_resnet.onnx_export`),
             verified with ONNX Runtime; needs ``pip install "keras-residual[onnx]"``.
+        metadata: write TFLite Metadata and the labels into every TFLite file, for MediaPipe's
+            ImageClassifier (see :func:`export_tflite`); the files then take RGB images, and
+            a grey model's are verified on its test images replicated to RGB.
 
     Returns:
         One record per artifact (see :func:`verify`), with ``path`` the kept path (None when
@@ -578,6 +627,7 @@ def export_all(
     _check_tflite_args("int8" if "int8" in tflite else "float32", representative_data, int8_io)
     if int8_io != "float32" and "int8" not in tflite:
         raise ValueError(f"int8_io={int8_io!r} applies to an int8 export; add 'int8' to tflite={tflite!r}")
+    _check_metadata_args(metadata, int8_io)
     class_names = _check_class_names(class_names, model.outputs[0].shape[-1])
     check_thresholds(thresholds)
     check_bool("keep_failed", keep_failed)
@@ -596,7 +646,8 @@ def export_all(
 
     staging = _staging_dir(model_dir, version)
     try:
-        staged = _stage_artifacts(model, staging, name, shape, class_names, tflite, x_test, sample, int8_io)
+        staged = _stage_artifacts(model, staging, name, shape, class_names, tflite, x_test, sample, int8_io,
+                                  metadata=metadata, version=version)
         if onnx:
             staged[ONNX] = staging / "model.onnx"
             fileio.write_bytes(staged[ONNX], onnx_export.convert(model, shape, class_names, DEFAULT_TOP_K))
@@ -624,16 +675,20 @@ def _verification_data(x_test, y_test, shape) -> tuple[np.ndarray, np.ndarray | 
     return x_test, y_test
 
 
-def _stage_artifacts(model, staging: Path, name, shape, class_names, tflite, x_test, sample, int8_io) -> dict:
+def _stage_artifacts(model, staging: Path, name, shape, class_names, tflite, x_test, sample, int8_io,
+                     metadata: bool = False, version: int | None = None) -> dict:
     """Writes the SavedModel and each TFLite file under ``staging``; returns {format: path}."""
     staged = {SAVED_MODEL: staging / "saved_model"}
     _stage_saved_model(model, staged[SAVED_MODEL], name, shape, class_names, DEFAULT_TOP_K, x_test[:4], None)
     if tflite:
         source = staging / "probabilities"
-        _write_probability_model(model, source, shape)
+        sample = _write_tflite_source(model, source, shape, sample, metadata)
         for q in tflite:
             staged[q] = staging / f"{q}.tflite"
-            fileio.write_bytes(staged[q], convert_saved_model(source, q, sample, int8_io if q == "int8" else "float32"))
+            content = convert_saved_model(source, q, sample, int8_io if q == "int8" else "float32")
+            if metadata:
+                content = add_metadata(content, class_names, name=name, version=version, grey_model=shape[-1] == 1)
+            fileio.write_bytes(staged[q], content)
     return staged
 
 

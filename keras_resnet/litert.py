@@ -145,8 +145,15 @@ class TFLiteRunner:
         self.output = self.interpreter.get_output_details()[0]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Probabilities (float32) for a batch of one image given as raw pixels."""
+        """Probabilities (float32) for a batch of one image given as raw pixels.
+
+        Grey images given to a file that takes RGB (a grey model exported with TFLite Metadata,
+        behind :class:`keras_resnet.tflite_metadata.RGBToGrey`) are replicated to three
+        channels, which the file turns back into exactly the grey image.
+        """
         x = np.asarray(image, "float32")
+        if x.shape[-1] == 1 and self.input["shape"][-1] == 3:
+            x = np.repeat(x, 3, axis=-1)
         scale, zero_point = self.input["quantization"]
         dtype = self.input["dtype"]
         if scale:

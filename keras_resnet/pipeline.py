@@ -35,6 +35,7 @@ def export_trained(
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     thresholds: dict | None = None,
     onnx: bool = False,
+    metadata: bool = False,
 ) -> list[dict]:
     """Exports a trained model and verifies every artifact against it.
 
@@ -55,6 +56,8 @@ def export_trained(
         calibration_samples: training images that calibrate int8.
         thresholds: overrides of :data:`keras_resnet.verification.DEFAULT_THRESHOLDS`.
         onnx: also export ``base/name/onnx/name_version.onnx``, verified with ONNX Runtime.
+        metadata: write TFLite Metadata and the labels into the TFLite files, for MediaPipe's
+            ImageClassifier (:func:`keras_resnet.export.export_all`).
 
     Returns:
         One record per artifact (``format``, ``path``, ``size_bytes``, ``max_abs_diff``,
@@ -88,7 +91,7 @@ def export_trained(
     return export.export_all(
         model, name, base=base, version=version, tflite=tuple(tflite), representative_data=train,
         x_test=x_test, y_test=y_test, class_names=class_names, int8_io=int8_io, keep_failed=keep_failed,
-        calibration_samples=calibration_samples, thresholds=thresholds, onnx=onnx,
+        calibration_samples=calibration_samples, thresholds=thresholds, onnx=onnx, metadata=metadata,
     )
 
 

@@ -11,8 +11,9 @@ pixels in, probabilities out) by :func:`load_classifier`:
 * a ``BASE/NAME`` folder in TF Serving's layout: its latest integer version, as TF Serving's
   default version policy picks it;
 * a ``.tflite`` file, float or integer input and output (quantized and dequantized with the
-  tensors' scale and zero point); for ``BASE/NAME/tflite/NAME_V_QUANT.tflite`` the class names
-  of SavedModel version ``V``;
+  tensors' scale and zero point); class names from the labels packed in its TFLite Metadata,
+  else for ``BASE/NAME/tflite/NAME_V_QUANT.tflite`` those of SavedModel version ``V``. A grey
+  model exported with metadata (behind an RGB input) is fed its grey images replicated to RGB;
 * a ``.onnx`` file, run with ONNX Runtime (class names from its metadata's ``class_names``, as
   :mod:`keras_resnet.onnx_export` writes them; needs ``pip install "keras-residual[onnx]"``).
 
@@ -360,6 +361,7 @@ def _load_saved_model(source: ModelSource) -> Classifier:
 
 def _load_tflite(source: ModelSource) -> Classifier:
     from keras_resnet.litert import TFLiteRunner
+    from keras_resnet.tflite_metadata import read_metadata
 
     try:
         runner = TFLiteRunner(source.path)
@@ -367,6 +369,13 @@ def _load_tflite(source: ModelSource) -> Classifier:
         raise ValueError(f"could not load the TFLite model {str(source.path)!r}: {e}") from e
     shape = _check_input_shape(runner.input["shape"][1:], f"the TFLite model {str(source.path)!r}")
     classes = int(runner.output["shape"][-1])
+    try:  # TFLite Metadata: packed labels; a grey model behind an RGB input
+        metadata = read_metadata(source.path)
+    except ValueError as e:  # another tool's damaged metadata must not stop predictions
+        warnings.warn(f"{source.path}: {e}; ignoring its metadata", stacklevel=3)
+        metadata = None
+    if metadata and metadata["model_channels"] == 1:
+        shape = (*shape[:2], 1)  # read images as the grey model was trained; the runner replicates them
     # Files converted from a SavedModel with a (None, ...) input take any batch once resized to
     # it; others (a fixed batch, usually 1) run one image per call.
     dynamic = int(runner.input["shape_signature"][0]) == -1
@@ -376,12 +385,14 @@ def _load_tflite(source: ModelSource) -> Classifier:
         if not dynamic:
             return runner.predict(x)
         if len(x) != batch[0]:
-            runner.interpreter.resize_tensor_input(runner.input["index"], [len(x), *shape])
+            runner.interpreter.resize_tensor_input(runner.input["index"], [len(x), *runner.input["shape"][1:]])
             runner.interpreter.allocate_tensors()
             batch[0] = len(x)
         return runner(x)
 
-    return Classifier(run, shape, _travelling_names(source, classes), source)
+    labels = metadata and metadata["labels"]
+    names = tuple(labels) if labels and len(labels) == classes else _travelling_names(source, classes)
+    return Classifier(run, shape, names, source)
 
 
 def _load_onnx(source: ModelSource) -> Classifier:
