@@ -62,7 +62,7 @@ from keras_resnet.verification import (
 __all__ = [
     "BYTES_INPUT", "BYTES_SIGNATURE", "DEFAULT_THRESHOLDS", "INT8_IO_TYPES", "QUANTIZATIONS", "SAVED_MODEL",
     "ExportError", "export_all", "export_saved_model", "export_tflite", "load_model", "next_version",
-    "read_warmup_requests", "tflite_path", "verify",
+    "read_warmup_requests", "tf_serving_versions", "tflite_path", "verify",
 ]
 
 INPUT_NAME = "images"
@@ -76,6 +76,8 @@ DEFAULT_TOP_K = 5
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION_DIR = re.compile(r"^([0-9]+)(?:\.failed)?$")
+# safe_strto64's grammar: C isspace() around an optional minus sign and ASCII digits.
+_TF_SERVING_VERSION = re.compile(r"[ \t\n\v\f\r]*(-?[0-9]+)[ \t\n\v\f\r]*", re.ASCII)
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -240,6 +242,43 @@ def _resolve_version(model_dir: Path, version) -> int:
         raise ValueError(f"version {version} already exists under {str(model_dir)!r}; pass another "
                          f"version or none for the next free one ({next_version(model_dir)})")
     return version
+
+
+def tf_serving_versions(model_dir: str | os.PathLike) -> dict[int, Path]:
+    """What TF Serving takes for the versions of the model whose base path is ``model_dir``.
+
+    TF Serving's file-system source (``file_system_storage_path_source.cc``) lists the base
+    path's children, files and folders alike, and takes as a version every child whose whole
+    name parses as a 64-bit integer (``strings::safe_strto64``: optional spaces around an
+    optional ``-`` and digits, so ``007`` is version 7); the rest (``tflite/``, ``3.failed/``,
+    the hidden ``.staging-*`` folders, ``export_report.json``) it skips. Where two names give
+    one number, the last in sorted order wins, as there. With its default version policy it
+    loads the highest version only; every listed path must hold a complete SavedModel.
+
+    Args:
+        model_dir: the model's base path, ``BASE/NAME``.
+
+    Returns:
+        ``{version: path}``, in increasing version order.
+
+    Example:
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as base:
+    ...     for child in ("1", "2.failed", "tflite", ".staging-3-0a1b", "007"):
+    ...         (Path(base) / child).mkdir()
+    ...     print({version: path.name for version, path in tf_serving_versions(base).items()})
+    {1: '1', 7: '007'}
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ValueError(f"model_dir must be a model's base path (a folder of version folders); "
+                         f"received {str(model_dir)!r}, which is not a folder")
+    versions = {}
+    for child in sorted(model_dir.iterdir(), key=lambda p: p.name):
+        match = _TF_SERVING_VERSION.fullmatch(child.name)
+        if match and -2**63 <= int(match.group(1)) < 2**63:
+            versions[int(match.group(1))] = child
+    return dict(sorted(versions.items()))
 
 
 def tflite_path(base: str | os.PathLike, name: str, version: int, quantization: str) -> Path:
@@ -599,7 +638,8 @@ def export_all(
     when none are given: parity only, no accuracy; the SavedModel's ``serving_bytes`` signature
     against its ``serving_default`` on the first 256 as PNG files), then moved into place. A
     failed artifact is deleted, or with ``keep_failed`` kept under a ``.failed`` name that
-    servers ignore (``base/name/3.failed/``, ``name_3_int8.failed.tflite``). The records are written to ``base/name/export_report.json``.
+    servers ignore (``base/name/3.failed/``, ``name_3_int8.failed.tflite``; see
+    :func:`tf_serving_versions`). The records are written to ``base/name/export_report.json``.
 
     Args:
         model: the trained classifier (raw pixels in, probabilities out, fixed input size).
