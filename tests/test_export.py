@@ -281,6 +281,15 @@ def test_tflite_files_need_only_builtin_ops(exported):
     assert "QUANTIZE" in litert.tflite_ops(base / "tiny" / "tflite" / "tiny_1_int8.tflite")
 
 
+@pytest.mark.slow
+def test_tflite_from_an_exported_version_folder_converts_serving_default_only(exported, tmp_path):
+    # The folder's serving_bytes signature decodes images with ops TFLite has no builtins for.
+    base, _ = exported
+    path = export.export_tflite(base / "tiny" / "1", tmp_path / "served.tflite")
+    assert list(litert.TFLiteRunner(path).interpreter.get_signature_list()) == ["serving_default"]
+    assert "CONV_2D" in litert.check_builtin_ops(path)
+
+
 @pytest.mark.parametrize("io", ["int8", "uint8"])
 def test_int8_with_integer_input_and_output(trained, tmp_path, io):
     model, x_train, _, x_test, _ = trained
