@@ -26,6 +26,11 @@ DEFAULT_CALIBRATION_SAMPLES = 500  # training images that calibrate a full-integ
 CLASS_NAMES_FILE = "class_names.txt"  # in a SavedModel's assets/: one class name per line
 TFLITE_DIR = "tflite"  # BASE/NAME/tflite/NAME_VERSION_QUANT.tflite
 ONNX_DIR = "onnx"  # BASE/NAME/onnx/NAME_VERSION.onnx
+# The SavedModel signature that takes encoded image files, and its string input. TF Serving's REST
+# API decodes {"b64": ...} into string inputs; "_bytes" is the name ending it (and Google Cloud's
+# prediction service) uses for binary data.
+BYTES_SIGNATURE = "serving_bytes"
+BYTES_INPUT = "image_bytes"
 
 # ---- serving (keras_resnet.serving) -------------------------------------------------------------
 DEFAULT_PORT = 8501  # TF Serving's REST port

@@ -1,7 +1,9 @@
 """Exports a trained classifier for serving: a SavedModel in TF Serving's layout and TFLite files.
 
 Every artifact takes raw pixels (0-255) of a fixed height and width and is checked against
-the Keras model before it is kept. Layout under ``base`` (see ``saved_models/README.md``)::
+the Keras model before it is kept; the SavedModel also takes encoded image files (its
+``serving_bytes`` signature decodes them as evaluation and ``predict`` do). Layout under
+``base`` (see ``saved_models/README.md``)::
 
     base/name/1/                            SavedModel, TF Serving's integer version folder
     base/name/1/assets/class_names.txt      one class name per line
@@ -34,7 +36,15 @@ import tensorflow as tf
 
 import keras_resnet.models  # noqa: F401  (registers the package's classes for load_model)
 from keras_resnet import fileio
-from keras_resnet.defaults import CLASS_NAMES_FILE, DEFAULT_CALIBRATION_SAMPLES, ONNX_DIR, TFLITE_DIR
+from keras_resnet.defaults import (
+    BYTES_INPUT,
+    BYTES_SIGNATURE,
+    CLASS_NAMES_FILE,
+    DEFAULT_CALIBRATION_SAMPLES,
+    ONNX_DIR,
+    TFLITE_DIR,
+)
+from keras_resnet.images import decode, evaluation_fit
 from keras_resnet.litert import (
     INT8_IO_TYPES,
     QUANTIZATIONS,
@@ -48,16 +58,26 @@ from keras_resnet.tflite_metadata import (
     rgb_input_model,
 )
 from keras_resnet.validation import check_bool, check_choice, check_int, check_type
-from keras_resnet.verification import DEFAULT_THRESHOLDS, ONNX, SAVED_MODEL, check_thresholds, verify
+from keras_resnet.verification import (
+    DEFAULT_THRESHOLDS,
+    ONNX,
+    SAVED_MODEL,
+    check_thresholds,
+    encode_png,
+    image_bytes_parity,
+    verify,
+)
 
 __all__ = [
-    "DEFAULT_THRESHOLDS", "INT8_IO_TYPES", "QUANTIZATIONS", "SAVED_MODEL", "ExportError",
-    "export_all", "export_saved_model", "export_tflite", "load_model", "next_version",
-    "read_warmup_requests", "tflite_path", "verify",
+    "BYTES_INPUT", "BYTES_SIGNATURE", "DEFAULT_THRESHOLDS", "INT8_IO_TYPES", "QUANTIZATIONS", "SAVED_MODEL",
+    "ExportError", "export_all", "export_saved_model", "export_tflite", "load_model", "next_version",
+    "read_warmup_requests", "tf_serving_versions", "tflite_path", "verify",
 ]
 
 INPUT_NAME = "images"
-SIGNATURES = ("serving_default", "serving_uint8")
+PIXEL_SIGNATURES = (("serving_default", tf.float32), ("serving_uint8", tf.uint8))
+SIGNATURES = (*(key for key, _ in PIXEL_SIGNATURES), BYTES_SIGNATURE)  # serving_default first
+BYTES_CHANNELS = (1, 3)  # what the image decoder makes: grey or RGB
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 REPORT_FILE = "export_report.json"
 FAILED_SUFFIX = ".failed"
@@ -65,6 +85,8 @@ DEFAULT_TOP_K = 5
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _VERSION_DIR = re.compile(r"^([0-9]+)(?:\.failed)?$")
+# safe_strto64's grammar: C isspace() around an optional minus sign and ASCII digits.
+_TF_SERVING_VERSION = re.compile(r"[ \t\n\v\f\r]*(-?[0-9]+)[ \t\n\v\f\r]*", re.ASCII)
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -236,6 +258,43 @@ def _resolve_version(model_dir: Path, version) -> int:
     return version
 
 
+def tf_serving_versions(model_dir: str | os.PathLike) -> dict[int, Path]:
+    """What TF Serving takes for the versions of the model whose base path is ``model_dir``.
+
+    TF Serving's file-system source (``file_system_storage_path_source.cc``) lists the base
+    path's children, files and folders alike, and takes as a version every child whose whole
+    name parses as a 64-bit integer (``strings::safe_strto64``: optional spaces around an
+    optional ``-`` and digits, so ``007`` is version 7); the rest (``tflite/``, ``3.failed/``,
+    the hidden ``.staging-*`` folders, ``export_report.json``) it skips. Where two names give
+    one number, the last in sorted order wins, as there. With its default version policy it
+    loads the highest version only; every listed path must hold a complete SavedModel.
+
+    Args:
+        model_dir: the model's base path, ``BASE/NAME``.
+
+    Returns:
+        ``{version: path}``, in increasing version order.
+
+    Example:
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as base:
+    ...     for child in ("1", "2.failed", "tflite", ".staging-3-0a1b", "007"):
+    ...         (Path(base) / child).mkdir()
+    ...     print({version: path.name for version, path in tf_serving_versions(base).items()})
+    {1: '1', 7: '007'}
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ValueError(f"model_dir must be a model's base path (a folder of version folders); "
+                         f"received {str(model_dir)!r}, which is not a folder")
+    versions = {}
+    for child in sorted(model_dir.iterdir(), key=lambda p: p.name):
+        match = _TF_SERVING_VERSION.fullmatch(child.name)
+        if match and -2**63 <= int(match.group(1)) < 2**63:
+            versions[int(match.group(1))] = child
+    return dict(sorted(versions.items()))
+
+
 def tflite_path(base: str | os.PathLike, name: str, version: int, quantization: str) -> Path:
     """Where :func:`export_all` puts a TFLite file: ``base/name/tflite/name_version_quantization.tflite``."""
     return Path(base) / name / TFLITE_DIR / f"{name}_{version}_{quantization}.tflite"
@@ -244,11 +303,12 @@ def tflite_path(base: str | os.PathLike, name: str, version: int, quantization: 
 # ---- SavedModel -------------------------------------------------------------------------
 
 def _save_module(model: keras.Model, path: Path, shape, outputs, signatures: Sequence[tuple[str, tf.DType]],
-                 **resources) -> None:
+                 image_bytes: bool = False, **resources) -> None:
     """Saves a SavedModel with one signature per (name, input dtype) calling ``model``.
 
-    ``outputs(probabilities)`` returns the signature's output dict; ``resources`` (lookup
-    tables) are tracked so that their assets are saved.
+    ``outputs(probabilities)`` returns the signature's output dict; with ``image_bytes`` a
+    ``serving_bytes`` signature decodes encoded files first; ``resources`` (lookup tables) are
+    tracked so that their assets are saved.
     """
     input_dtype = model.inputs[0].dtype
 
@@ -259,6 +319,23 @@ def _save_module(model: keras.Model, path: Path, shape, outputs, signatures: Seq
         key: tf.function(serve).get_concrete_function(tf.TensorSpec([None, *shape], dtype, name=INPUT_NAME))
         for key, dtype in signatures
     }
+    if image_bytes:
+        height, width, channels = shape
+        fit = evaluation_fit((height, width))
+
+        # The decoder is plain TensorFlow ops; AutoGraph's conversion of it would only cost a second.
+        @tf.autograph.experimental.do_not_convert
+        def decode_file(contents):
+            return decode(contents, channels, (height, width), fit)
+
+        def serve_bytes(files):
+            # The decoder of evaluation and predict(), one file at a time; a file that does not
+            # decode fails the whole call with InvalidArgumentError (a 400 from TF Serving).
+            pixels = tf.map_fn(decode_file, files, fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8))
+            return serve(tf.cast(pixels, tf.float32))
+
+        functions[BYTES_SIGNATURE] = tf.function(serve_bytes).get_concrete_function(
+            tf.TensorSpec([None], tf.string, name=BYTES_INPUT))
     module = tf.Module()
     for key, value in resources.items():
         setattr(module, key, value)
@@ -270,7 +347,7 @@ def _save_module(model: keras.Model, path: Path, shape, outputs, signatures: Seq
 
 
 def _write_saved_model(model: keras.Model, path: Path, shape, class_names: list[str], top_k: int) -> None:
-    """Writes the serving SavedModel (signatures for float32 and uint8 pixels) to ``path``."""
+    """Writes the serving SavedModel (float32 pixels, uint8 pixels, image files) to ``path``."""
     k = min(top_k, len(class_names))
     with tempfile.TemporaryDirectory() as tmp:
         names_file = Path(tmp) / CLASS_NAMES_FILE
@@ -295,21 +372,30 @@ def _write_saved_model(model: keras.Model, path: Path, shape, class_names: list[
                 "top_k_probabilities": top.values,
             }
 
-        _save_module(model, path, shape, outputs, list(zip(SIGNATURES, (tf.float32, tf.uint8))), class_names=table)
+        _save_module(model, path, shape, outputs, PIXEL_SIGNATURES, image_bytes=shape[-1] in BYTES_CHANNELS,
+                     class_names=table)
 
 
 def _write_warmup_requests(saved_model_dir: Path, model_name: str, images: np.ndarray) -> None:
-    """Writes TF Serving's warm-up file: a TFRecord of ``PredictionLog`` protos."""
+    """Writes TF Serving's warm-up file: a TFRecord of ``PredictionLog`` protos.
+
+    Pixels in batches of 1 and 4 for ``serving_default``, and one PNG file of the first image
+    for ``serving_bytes`` (its decoding graph is traced and run at load too).
+    """
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+    inputs = [(SIGNATURES[0], INPUT_NAME, images[:batch].astype("float32"))
+              for batch in sorted({1, min(4, len(images))})]
+    if images.shape[-1] in BYTES_CHANNELS:
+        inputs.append((BYTES_SIGNATURE, BYTES_INPUT, np.array(encode_png(images[:1]), dtype=object)))
     path = saved_model_dir / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for batch in sorted({1, min(4, len(images))}):
+        for signature, input_name, value in inputs:
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
-            request.model_spec.signature_name = SIGNATURES[0]
-            request.inputs[INPUT_NAME].CopyFrom(tf.make_tensor_proto(images[:batch].astype("float32")))
+            request.model_spec.signature_name = signature
+            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
@@ -331,10 +417,16 @@ def read_warmup_requests(saved_model_dir: str | os.PathLike) -> list:
     return requests
 
 
-def _check_saved_model(path: Path, model: keras.Model, images: np.ndarray, class_names, max_abs_diff) -> None:
-    """Loads the staged SavedModel and checks its signatures, asset and warm-up requests."""
+def _check_saved_model(path: Path, model: keras.Model, images: np.ndarray, class_names, max_abs_diff,
+                       bytes_limits: Mapping[str, float] | None = None) -> None:
+    """Loads the staged SavedModel and checks its signatures, asset and warm-up requests.
+
+    With ``max_abs_diff``, parity with the Keras model; with ``bytes_limits`` (the
+    ``bytes_*`` thresholds), the image-bytes signature against the pixel one on ``images``.
+    """
     loaded = tf.saved_model.load(str(path))
-    missing = [s for s in SIGNATURES if s not in loaded.signatures]
+    expected = SIGNATURES if images.shape[-1] in BYTES_CHANNELS else SIGNATURES[:-1]
+    missing = [s for s in expected if s not in loaded.signatures]
     if missing:
         raise ExportError(f"the SavedModel at {path} lacks the signatures {missing}")
     if not (path / "assets" / CLASS_NAMES_FILE).is_file():
@@ -351,6 +443,14 @@ def _check_saved_model(path: Path, model: keras.Model, images: np.ndarray, class
         if diff > max_abs_diff:
             raise ExportError(f"the SavedModel's probabilities differ from the Keras model's by up to {diff:.3g} "
                               f"(allowed: {max_abs_diff:g})")
+    parity = image_bytes_parity(loaded, images) if bytes_limits is not None and BYTES_SIGNATURE in expected else None
+    if parity is not None and (parity["bytes_max_abs_diff"] > bytes_limits["bytes_max_abs_diff"]
+                               or parity["bytes_top1_agreement"] < bytes_limits["bytes_min_agreement"]):
+        raise ExportError(
+            f"the SavedModel's {BYTES_SIGNATURE} signature disagrees with serving_default on the same PNG files: "
+            f"max abs diff {parity['bytes_max_abs_diff']:.3g} (allowed: {bytes_limits['bytes_max_abs_diff']:g}), "
+            f"top-1 agreement {parity['bytes_top1_agreement']:.2%} (required: {bytes_limits['bytes_min_agreement']:.2%})"
+        )
     for request in read_warmup_requests(path) if (path / WARMUP_FILE).is_file() else []:
         loaded.signatures[request.model_spec.signature_name](
             **{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
@@ -358,11 +458,11 @@ def _check_saved_model(path: Path, model: keras.Model, images: np.ndarray, class
 
 
 def _stage_saved_model(model, staging: Path, name, shape, class_names, top_k, images, max_abs_diff,
-                       warmup: bool = True) -> None:
+                       warmup: bool = True, bytes_limits: Mapping[str, float] | None = None) -> None:
     _write_saved_model(model, staging, shape, class_names, top_k)
     if warmup:
         _write_warmup_requests(staging, name, images)
-    _check_saved_model(staging, model, images, class_names, max_abs_diff)
+    _check_saved_model(staging, model, images, class_names, max_abs_diff, bytes_limits)
 
 
 def _staging_dir(model_dir: Path, version: int) -> Path:
@@ -391,11 +491,16 @@ def export_saved_model(
     """Exports ``model`` as a SavedModel in TF Serving's layout, atomically.
 
     Signatures ``serving_default`` (float32 pixels 0-255) and ``serving_uint8`` (uint8 pixels)
-    take ``images`` of shape ``(batch, height, width, channels)`` and return
+    take ``images`` of shape ``(batch, height, width, channels)``; ``serving_bytes`` takes
+    ``image_bytes``, a ``(batch,)`` string tensor of JPEG, PNG, BMP or GIF files, each decoded
+    by :func:`keras_resnet.images.decode` at the model's size with
+    :func:`keras_resnet.images.evaluation_fit` (models with 1 or 3 channels). All return
     ``probabilities``, ``class_id``, ``class_name``, ``top_k_classes`` and
     ``top_k_probabilities``. The version is written to a hidden staging folder, loaded back and
-    checked (signatures, class names, warm-up requests, and with ``verify_data`` parity with the
-    Keras model within 1e-4), then renamed into place; on any failure nothing is left.
+    checked (signatures, class names, warm-up requests, ``serving_bytes`` against
+    ``serving_default`` on the check images as PNG files within 1e-6, and with ``verify_data``
+    parity with the Keras model within 1e-4), then renamed into place; on any failure nothing
+    is left.
 
     Args:
         model: a one-input keras.Model with a fixed input size that outputs probabilities.
@@ -409,7 +514,8 @@ def export_saved_model(
             use as warm-up requests.
         top_k: how many classes ``top_k_classes`` holds (at most the number of classes).
         thresholds: overrides of :data:`DEFAULT_THRESHOLDS`; the parity check uses
-            ``thresholds["saved_model"]["max_abs_diff"]``.
+            ``thresholds["saved_model"]["max_abs_diff"]``, the image-bytes check its
+            ``"bytes_max_abs_diff"`` and ``"bytes_min_agreement"``.
 
     Returns:
         The version folder.
@@ -434,7 +540,9 @@ def export_saved_model(
     staging = _staging_dir(model_dir, version)
     try:
         parity = limits[SAVED_MODEL]["max_abs_diff"] if verify_data is not None else None
-        _stage_saved_model(model, staging, name, shape, class_names, top_k, images, parity, warmup)
+        # The image-bytes signature is checked against the pixel one on any images, random or not.
+        _stage_saved_model(model, staging, name, shape, class_names, top_k, images, parity, warmup,
+                           bytes_limits=limits[SAVED_MODEL])
         final = model_dir / str(version)
         _move_into_place(staging, final)
     finally:
@@ -582,10 +690,11 @@ def export_all(
     """Exports the SavedModel and TFLite files, verifies them, keeps what passes, writes the report.
 
     Everything is staged, verified with :func:`verify` on ``x_test`` / ``y_test`` (random images
-    when none are given: parity only, no accuracy), then moved into place. A failed artifact is
-    deleted, or with ``keep_failed`` kept under a ``.failed`` name that servers ignore
-    (``base/name/3.failed/``, ``name_3_int8.failed.tflite``). The records are written to
-    ``base/name/export_report.json``.
+    when none are given: parity only, no accuracy; the SavedModel's ``serving_bytes`` signature
+    against its ``serving_default`` on the first 256 as PNG files), then moved into place. A
+    failed artifact is deleted, or with ``keep_failed`` kept under a ``.failed`` name that
+    servers ignore (``base/name/3.failed/``, ``name_3_int8.failed.tflite``; see
+    :func:`tf_serving_versions`). The records are written to ``base/name/export_report.json``.
 
     Args:
         model: the trained classifier (raw pixels in, probabilities out, fixed input size).

@@ -98,7 +98,9 @@ def convert_saved_model(
     check_choice("int8_io", int8_io, INT8_IO_TYPES)
     if quantization == "int8" and (representative_images is None or not len(representative_images)):
         raise ValueError("int8 quantization needs representative images; received none")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    # serving_default only: an exported SavedModel also has serving_uint8 and serving_bytes (whose
+    # image decoding has no TFLite builtins).
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=["serving_default"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -14,20 +14,26 @@ from types import MappingProxyType
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet.defaults import BYTES_INPUT, BYTES_SIGNATURE
+from keras_resnet.images import decode, evaluation_fit
 from keras_resnet.litert import QUANTIZATIONS, TFLiteRunner
 from keras_resnet.validation import check_choice, check_float, check_int
 
 SAVED_MODEL = "saved_model"
 ONNX = "onnx"  # run with ONNX Runtime (keras_resnet.onnx_export)
 FORMATS = (SAVED_MODEL, *QUANTIZATIONS, ONNX)
-THRESHOLD_KEYS = ("max_abs_diff", "min_agreement", "max_accuracy_drop")
+# The SavedModel's image-bytes signature against its own pixel signature (SavedModel only).
+BYTES_THRESHOLD_KEYS = ("bytes_max_abs_diff", "bytes_min_agreement")
+THRESHOLD_KEYS = ("max_abs_diff", "min_agreement", "max_accuracy_drop", *BYTES_THRESHOLD_KEYS)
+BYTES_CHECK_IMAGES = 256  # test images, PNG-encoded, that the image-bytes check decodes
 
 # Float32 artifacts must match the Keras model to rounding; the quantized ones may move a few
 # borderline images (post-training int8 typically costs 0.2-0.6 points on ResNets). Read-only:
 # other limits are passed as ``thresholds`` to the functions that check.
 DEFAULT_THRESHOLDS: Mapping[str, Mapping[str, float]] = MappingProxyType({
     fmt: MappingProxyType(limits) for fmt, limits in {
-        SAVED_MODEL: {"max_abs_diff": 1e-4, "min_agreement": 1.0},
+        # A same-size PNG decodes to the very pixels and runs the same graph: equal up to rounding.
+        SAVED_MODEL: {"max_abs_diff": 1e-4, "min_agreement": 1.0, "bytes_max_abs_diff": 1e-6, "bytes_min_agreement": 1.0},
         "float32": {"max_abs_diff": 1e-4, "min_agreement": 1.0},
         "float16": {"min_agreement": 0.995},
         "dynamic": {"min_agreement": 0.98, "max_accuracy_drop": 0.01},
@@ -51,6 +57,9 @@ def check_thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> di
         check_choice("thresholds format", fmt, FORMATS)
         for key, value in limits.items():
             check_choice(f"thresholds[{fmt!r}] key", key, THRESHOLD_KEYS)
+            if key in BYTES_THRESHOLD_KEYS and fmt != SAVED_MODEL:
+                raise ValueError(f"thresholds[{fmt!r}][{key!r}] applies to the SavedModel's {BYTES_SIGNATURE} "
+                                 f"signature only; received it for format {fmt!r}")
             check_float(f"thresholds[{fmt!r}][{key!r}]", value)
         merged[fmt].update(limits)
     return merged
@@ -79,14 +88,16 @@ def median_latency_ms(fn: Callable[[], object], runs: int = 50, warmup: int = 5)
 class SavedModelRunner:
     """Calls a SavedModel's ``serving_default`` signature and returns its probabilities.
 
+    ``path`` is a SavedModel folder, or what ``tf.saved_model.load`` returned for one.
+
     Example:
     >>> SavedModelRunner("saved_models/digits/1").predict(images).shape  # doctest: +SKIP
     (360, 10)
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path):
         # Keep the loaded object: the signature's captured variables live on it.
-        self.loaded = tf.saved_model.load(str(path))
+        self.loaded = tf.saved_model.load(str(path)) if isinstance(path, (str, os.PathLike)) else path
         self.fn = self.loaded.signatures["serving_default"]
         self.input_name = next(iter(self.fn.structured_input_signature[1]))
 
@@ -95,6 +106,57 @@ class SavedModelRunner:
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return np.concatenate([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def encode_png(images: np.ndarray) -> list[bytes]:
+    """PNG files of raw-pixel images ``(n, height, width, 1 or 3)``, rounded and clipped to 0..255."""
+    pixels = np.clip(np.round(np.asarray(images, "float32")), 0, 255).astype("uint8")
+    return [tf.io.encode_png(image).numpy() for image in pixels]
+
+
+def image_bytes_parity(saved_model, images: np.ndarray, limit: int = BYTES_CHECK_IMAGES) -> dict | None:
+    """Checks a SavedModel's image-bytes signature against its pixel signature on the same PNG files.
+
+    The first ``limit`` images are PNG-encoded at their own size (the model's). The files go
+    through ``serving_bytes``; the pixels that :func:`keras_resnet.images.decode` reads from the
+    same files, as :func:`keras_resnet.predict.predict` reads any file, go through
+    ``serving_default``. Below 64 px those pixels are the images themselves (a same-size PNG
+    decodes exactly); from 64 px on they are the files' centre crops, resized.
+
+    Args:
+        saved_model: a SavedModel folder, or what ``tf.saved_model.load`` returned for one.
+        images: raw pixels ``(n, height, width, channels)`` at the model's size.
+        limit: at most this many images are checked.
+
+    Returns:
+        ``{"bytes_max_abs_diff", "bytes_top1_agreement", "bytes_images"}``: the largest
+        probability difference, the share of equal top-1 classes, and how many files were
+        compared; None when the SavedModel has no ``serving_bytes`` signature.
+
+    Example:
+    >>> image_bytes_parity("saved_models/digits/1", x_test)  # doctest: +SKIP
+    {'bytes_max_abs_diff': 0.0, 'bytes_top1_agreement': 1.0, 'bytes_images': 256}
+    """
+    pixel_signature = SavedModelRunner(saved_model)
+    loaded = pixel_signature.loaded
+    if BYTES_SIGNATURE not in loaded.signatures:
+        return None
+    images = np.asarray(images)[:check_int("limit", limit, 1)]
+    height, width, channels = images.shape[1:]
+    files = encode_png(images)
+    fit = evaluation_fit((height, width))
+    decoded = np.stack([decode(f, channels, (height, width), fit).numpy() for f in files]).astype("float32")
+    expected = pixel_signature.predict(decoded)
+    bytes_signature = loaded.signatures[BYTES_SIGNATURE]
+    got = np.concatenate([
+        bytes_signature(**{BYTES_INPUT: tf.constant(files[i:i + 256])})["probabilities"].numpy()
+        for i in range(0, len(files), 256)
+    ])
+    return {
+        "bytes_max_abs_diff": float(np.max(np.abs(got - expected))),
+        "bytes_top1_agreement": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
+        "bytes_images": len(files),
+    }
 
 
 def verify(
@@ -110,7 +172,9 @@ def verify(
 
     Per artifact: max and mean absolute difference of probabilities, top-1 agreement with the
     Keras model, accuracy (with labels), size, and median latency per image (batch 1, after
-    warm-up). Checks use :data:`DEFAULT_THRESHOLDS` updated with ``thresholds``.
+    warm-up); for a SavedModel also its image-bytes signature against its pixel signature on
+    the first 256 images as PNG files. Checks use :data:`DEFAULT_THRESHOLDS` updated with
+    ``thresholds``.
 
     Args:
         model: the Keras model the artifacts were exported from.
@@ -126,7 +190,10 @@ def verify(
     Returns:
         One record per artifact: ``format``, ``path``, ``size_bytes``, ``max_abs_diff``,
         ``mean_abs_diff``, ``top1_agreement``, ``accuracy``, ``reference_accuracy``,
-        ``latency_ms``, ``passed`` and ``failures`` (the failed checks, in words).
+        ``latency_ms``, ``passed`` and ``failures`` (the failed checks, in words). A SavedModel's
+        record adds :func:`image_bytes_parity`'s ``bytes_max_abs_diff``,
+        ``bytes_top1_agreement`` and ``bytes_images`` (None without a ``serving_bytes``
+        signature, which is then not checked).
 
     Example:
     >>> records = verify(model, {"saved_model": "saved_models/digits/1"}, x_test, y_test)  # doctest: +SKIP
@@ -169,6 +236,9 @@ def verify(
             "reference_accuracy": ref_accuracy,
             "latency_ms": median_latency_ms(lambda runner=runner: runner(x[:1]), latency_runs),
         }
+        if fmt == SAVED_MODEL:
+            record.update(image_bytes_parity(runner.loaded, x) or dict.fromkeys(
+                ("bytes_max_abs_diff", "bytes_top1_agreement", "bytes_images")))
         failures = _failures(record, limits[fmt])
         if fmt == ONNX:
             from keras_resnet.onnx_export import output_failures
@@ -199,4 +269,11 @@ def _failures(record: dict, limits: Mapping[str, float]) -> list[str]:
         drop = record["reference_accuracy"] - record["accuracy"]
         if drop > limits["max_accuracy_drop"]:
             failures.append(f"accuracy drop {drop:.2%} > {limits['max_accuracy_drop']:.2%}")
+    if record.get("bytes_max_abs_diff") is not None:
+        if "bytes_max_abs_diff" in limits and record["bytes_max_abs_diff"] > limits["bytes_max_abs_diff"]:
+            failures.append(f"{BYTES_SIGNATURE} differs from serving_default by {record['bytes_max_abs_diff']:.3g} "
+                            f"> {limits['bytes_max_abs_diff']:g} on the same PNG files")
+        if "bytes_min_agreement" in limits and record["bytes_top1_agreement"] < limits["bytes_min_agreement"]:
+            failures.append(f"{BYTES_SIGNATURE} top-1 agreement with serving_default "
+                            f"{record['bytes_top1_agreement']:.2%} < {limits['bytes_min_agreement']:.2%}")
     return failures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import types
 import zipfile
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness import band_images
+from PIL import Image
 
 import keras_resnet.data
 from keras_resnet import cli, export, litert, pipeline, verification
 from keras_resnet.models import ResNet
+from keras_resnet.predict import predict
 
 SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -86,6 +89,11 @@ def test_export_all_layout_report_and_checks(exported, trained):
         assert r["latency_ms"] > 0
     by_format = {r["format"]: r for r in records}
     assert by_format["saved_model"]["max_abs_diff"] <= 1e-4
+    # The image-bytes signature on the 200 test images as PNG files: the very same numbers.
+    saved = by_format["saved_model"]
+    assert saved["bytes_images"] == 200 and saved["bytes_top1_agreement"] == 1.0
+    assert saved["bytes_max_abs_diff"] <= verification.DEFAULT_THRESHOLDS["saved_model"]["bytes_max_abs_diff"] == 1e-6
+    assert not any(key.startswith("bytes_") for key in by_format["float32"])
     assert by_format["float32"]["max_abs_diff"] <= 1e-4
     # Quantization moves the probabilities, but not by much on a confident model.
     assert 0 < by_format["int8"]["max_abs_diff"] < 0.2
@@ -99,6 +107,7 @@ def test_saved_model_signatures_outputs_and_class_names(exported, trained):
     version_dir = base / "tiny" / "1"
     assert (version_dir / "assets" / "class_names.txt").read_text().split() == NAMES
     loaded = tf.saved_model.load(str(version_dir))
+    assert list(loaded.signatures) == ["serving_default", "serving_uint8", "serving_bytes"]
     for batch in (1, 7):
         x = x_test[:batch]
         expected = model.predict(x, verbose=0)
@@ -117,11 +126,152 @@ def test_warmup_requests_parse_back(exported, trained):
     base, _ = exported
     x_test = trained[3]
     requests = export.read_warmup_requests(base / "tiny" / "1")
-    assert [r.model_spec.name for r in requests] == ["tiny", "tiny"]
-    assert {r.model_spec.signature_name for r in requests} == {"serving_default"}
-    arrays = [tf.make_ndarray(r.inputs["images"]) for r in requests]
+    assert [r.model_spec.name for r in requests] == ["tiny"] * 3
+    assert [r.model_spec.signature_name for r in requests] == ["serving_default", "serving_default", "serving_bytes"]
+    arrays = [tf.make_ndarray(r.inputs["images"]) for r in requests[:2]]
     assert [a.shape for a in arrays] == [(1, *SHAPE), (4, *SHAPE)]
     np.testing.assert_array_equal(arrays[1], x_test[:4])
+    # The image-bytes request: the first test image as one PNG file.
+    files = tf.make_ndarray(requests[2].inputs["image_bytes"])
+    assert files.shape == (1,) and files[0].startswith(b"\x89PNG")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(files[0])))[..., None], x_test[0])
+
+
+# ---- the image-bytes signature ---------------------------------------------------------------
+
+def encode(pixels, fmt, **kwargs):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def odd_files(rng):
+    """{name: bytes}: JPEGs, and files of other sizes and modes than the model's 8x8 grey."""
+    def rgb(h, w):
+        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turned a quarter on reading
+    return {
+        "same_size.jpg": encode(rng.integers(0, 256, (8, 8), dtype=np.uint8), "JPEG"),
+        "photo.jpg": encode(rgb(30, 40), "JPEG", quality=90),
+        "large.jpg": encode(rgb(96, 80), "JPEG"),  # decoded at reduced scale by libjpeg
+        "sideways.jpg": encode(rgb(12, 20), "JPEG", exif=exif),
+        "rgb.png": encode(rgb(13, 20), "PNG"),
+        "rgba.png": encode(rng.integers(0, 256, (9, 5, 4), dtype=np.uint8), "PNG"),
+        "rgb.bmp": encode(rgb(16, 16), "BMP"),
+        "palette.gif": encode(rgb(10, 6), "GIF"),
+    }
+
+
+def predicted_probabilities(model, paths):
+    """predict()'s probabilities, one row per file, from its top-k lists in class order."""
+    out = []
+    for p in predict(model, paths, top_k=CLASSES):
+        assert p.error is None, p.error
+        row = np.zeros(CLASSES)
+        row[p.class_ids] = [probability for _, probability in p.top_k]
+        out.append(row)
+    return np.array(out)
+
+
+def test_bytes_signature_equals_predict_on_jpegs_and_other_sizes(exported, tmp_path):
+    base, _ = exported
+    version_dir = base / "tiny" / "1"
+    files = odd_files(np.random.default_rng(3))
+    paths = []
+    for name, contents in files.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(contents)
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_bytes"]
+    assert list(signature.structured_input_signature[1]) == ["image_bytes"]
+    spec = signature.structured_input_signature[1]["image_bytes"]
+    assert spec.dtype == tf.string and spec.shape.as_list() == [None]
+    out = signature(image_bytes=tf.constant(list(files.values())))
+    assert sorted(out) == sorted(["probabilities", "class_id", "class_name", "top_k_classes", "top_k_probabilities"])
+    expected = predicted_probabilities(version_dir, paths)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    assert out["class_id"].numpy().tolist() == expected.argmax(-1).tolist()
+    assert [n.decode() for n in out["class_name"].numpy()] == [NAMES[i] for i in expected.argmax(-1)]
+    # One file at a time gives the same numbers as the batch.
+    single = signature(image_bytes=tf.constant([files["sideways.jpg"]]))["probabilities"].numpy()
+    np.testing.assert_allclose(single[0], out["probabilities"].numpy()[3], atol=1e-6)
+
+
+def test_bytes_signature_fails_on_a_file_that_does_not_decode(exported):
+    base, _ = exported
+    signature = tf.saved_model.load(str(base / "tiny" / "1")).signatures["serving_bytes"]
+    good = encode(np.zeros((8, 8), np.uint8), "PNG")
+    for bad, message in ((b"not an image", "Unknown image file format"), (b"", "empty"),
+                         (good[:30], "PNG")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            signature(image_bytes=tf.constant([good, bad]))
+
+
+@pytest.mark.slow
+def test_bytes_signature_of_a_centre_cropped_model_equals_predict(tmp_path):
+    # From 64 px on, evaluation (and so predict and the signature) takes the central crop.
+    keras.utils.set_random_seed(1)
+    shape = (64, 64, 3)
+    model = keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255),
+                              ResNet(depth=8, input_shape=shape, classes=CLASSES)], name="crop")
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (3, *shape), dtype=np.uint8)
+    version_dir = export.export_saved_model(model, tmp_path, verify_data=pixels)
+    parity = verification.image_bytes_parity(version_dir, pixels)
+    assert parity == {"bytes_max_abs_diff": 0.0, "bytes_top1_agreement": 1.0, "bytes_images": 3}
+    files = {"same_size.png": encode(pixels[0], "PNG"), "wide.jpg": encode(pixels[1][:40], "JPEG"),
+             "large.jpg": encode(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8), "JPEG")}
+    paths = []
+    for name, contents in files.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(contents)
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_bytes"]
+    got = signature(image_bytes=tf.constant(list(files.values())))["probabilities"].numpy()
+    np.testing.assert_allclose(got, predicted_probabilities(version_dir, paths), atol=1e-5)
+    # The crop is real: the same-size file is not classified as its uncropped pixels.
+    uncropped = model.predict(pixels[:1].astype("float32"), verbose=0)
+    assert np.abs(got[0] - uncropped[0]).max() > 1e-4
+
+
+def test_a_bytes_signature_that_disagrees_is_caught(trained, tmp_path, monkeypatch):
+    model, _, _, x_test, _ = trained
+    # A decoder that fits 8x8 files differently from evaluation (a centre crop, resized back).
+    monkeypatch.setattr(export, "evaluation_fit", lambda size: "center_crop")
+    with pytest.raises(export.ExportError, match="serving_bytes signature disagrees with serving_default"):
+        export.export_saved_model(model, tmp_path, "m", verify_data=x_test[:8])
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_export_all_fails_a_disagreeing_bytes_signature(trained, tmp_path, monkeypatch):
+    model, _, _, x_test, y_test = trained
+    monkeypatch.setattr(export, "evaluation_fit", lambda size: "center_crop")
+    record, = export.export_all(model, "m", tmp_path, x_test=x_test[:20], y_test=y_test[:20], keep_failed=True,
+                                latency_runs=1)
+    assert not record["passed"] and record["path"] == str(tmp_path / "m" / "1.failed")
+    assert record["max_abs_diff"] <= 1e-4  # the pixel signatures are fine
+    assert record["bytes_max_abs_diff"] > 1e-4 and record["bytes_images"] == 20
+    assert [f for f in record["failures"] if f.startswith("serving_bytes differs from serving_default by")]
+
+
+def test_bytes_thresholds_apply_to_the_saved_model_only():
+    merged = verification.check_thresholds({"saved_model": {"bytes_max_abs_diff": 1e-5}})
+    assert merged["saved_model"] == {"max_abs_diff": 1e-4, "min_agreement": 1.0, "bytes_max_abs_diff": 1e-5,
+                                     "bytes_min_agreement": 1.0}
+    with pytest.raises(ValueError, match=r"thresholds\['float32'\]\['bytes_max_abs_diff'\] applies to the SavedModel"):
+        verification.check_thresholds({"float32": {"bytes_max_abs_diff": 1e-5}})
+
+
+def test_models_without_one_or_three_channels_get_no_bytes_signature(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(x), name="two")
+    version_dir = export.export_saved_model(model, tmp_path)
+    assert list(tf.saved_model.load(str(version_dir)).signatures) == ["serving_default", "serving_uint8"]
+    assert [r.model_spec.signature_name for r in export.read_warmup_requests(version_dir)] == ["serving_default"] * 2
+    assert verification.image_bytes_parity(version_dir, np.zeros((1, 8, 8, 2))) is None
 
 
 def test_tflite_files_need_only_builtin_ops(exported):
@@ -130,6 +280,15 @@ def test_tflite_files_need_only_builtin_ops(exported):
         ops = litert.check_builtin_ops(path)
         assert "CONV_2D" in ops and not any(op.startswith("Flex") for op in ops), (path.name, ops)
     assert "QUANTIZE" in litert.tflite_ops(base / "tiny" / "tflite" / "tiny_1_int8.tflite")
+
+
+@pytest.mark.slow
+def test_tflite_from_an_exported_version_folder_converts_serving_default_only(exported, tmp_path):
+    # The folder's serving_bytes signature decodes images with ops TFLite has no builtins for.
+    base, _ = exported
+    path = export.export_tflite(base / "tiny" / "1", tmp_path / "served.tflite")
+    assert list(litert.TFLiteRunner(path).interpreter.get_signature_list()) == ["serving_default"]
+    assert "CONV_2D" in litert.check_builtin_ops(path)
 
 
 @pytest.mark.parametrize("io", ["int8", "uint8"])
