@@ -33,9 +33,9 @@ def small_input(name):
     return (8, 8, 3) if PRESETS[name]["style"] == "cifar" else (32, 32, 3)
 
 
-@pytest.mark.backend_neutral
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in PRESETS]
+@pytest.mark.parametrize(  # the deep nets' traced graphs take minutes to compile on JAX: TensorFlow only
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else pytest.param(n, marks=pytest.mark.backend_neutral)
+             for n in PRESETS]
 )
 def test_preset_harness(name, tmp_path):
     # Untrained, in inference mode (BatchNorm statistics 0 and 1), hundreds of residual blocks
