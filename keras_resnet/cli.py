@@ -21,6 +21,7 @@ import os
 import sys
 
 from keras_resnet import __version__, defaults
+from keras_resnet.backends import BACKENDS, CACHE_ENV, DEFAULT_BACKEND
 from keras_resnet.console import import_keras, print_table, replayed_warnings, silenced_stderr
 from keras_resnet.data import AUGMENTATIONS, DEFAULT_VALIDATION_SPLIT, DIGITS, DIGITS_IMAGE_SIZE
 from keras_resnet.presets import BLOCK_TYPES, SHORTCUT_ALIASES, SHORTCUTS, STYLES, VERSIONS
@@ -61,6 +62,7 @@ def _shortcut_help(exclude=()) -> str:
                      for name in SHORTCUTS if name not in exclude)
 
 
+CACHE_FOLDER_HELP = "$XDG_CACHE_HOME/keras-resnet/jax, by default ~/.cache/keras-resnet/jax"
 LR_HELP = f"peak learning rate (default {PAPER_LR:g} * batch size / {PAPER_BATCH_SIZE})"
 
 
@@ -94,6 +96,27 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--input-shape", type=int, nargs=3, metavar=("H", "W", "C"), help="input height, width, channels")
     group.add_argument("--width-multiplier", type=float, help="scale every width")
     group.add_argument("--zero-init-residual", action="store_true", default=None, help="start every block as the identity")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--no-compile-cache``, for the commands that train."""
+    group = parser.add_argument_group("backend")
+    group.add_argument("--backend", choices=BACKENDS,
+                       help=f"the Keras backend (default: KERAS_BACKEND, else {DEFAULT_BACKEND}); the data stays "
+                       "tf.data, and exports run on tensorflow (a .keras file trained on jax loads there)")
+    group.add_argument("--no-compile-cache", action="store_true",
+                       help=f"jax: no persistent compilation cache (default: on, in {CACHE_FOLDER_HELP}; "
+                       f"{CACHE_ENV}=FOLDER|off sets it too)")
+
+
+def select_backend(args: argparse.Namespace) -> str:
+    """Sets the process's Keras backend from ``--backend`` (and the cache from ``--no-compile-cache``)
+    before Keras is imported; returns its name."""
+    from keras_resnet import backends
+
+    if getattr(args, "no_compile_cache", False):
+        os.environ[CACHE_ENV] = "off"
+    return backends.select_backend(getattr(args, "backend", None))
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
@@ -189,6 +212,7 @@ def _unfreeze(value: str) -> str | int:
 
 
 def _cmd_train(args) -> int:
+    backend = select_backend(args)
     check_preset(args.model or "resnet20", model_overrides(args))
     from keras_resnet.data import check_dataset
     from keras_resnet.training import TrainConfig, check_cluster
@@ -216,13 +240,15 @@ def _cmd_train(args) -> int:
 
     model = args.model or "resnet20"
     check_train_arguments(model, overrides, config)
-    if check_cluster(config) and args.strategy in (None, "multi_worker"):
+    if backend == "jax" and args.strategy not in (None, "default"):
+        raise UsageError(f"--strategy {args.strategy} is a tf.distribute strategy: it needs --backend tensorflow")
+    if check_cluster(config) and args.strategy in (None, "multi_worker") and backend == "tensorflow":
         from keras_resnet.training import distribution_strategy
 
         # Collective ops must be configured before TensorFlow's first operation (import_keras runs one).
         with silenced_stderr(not args.verbose):
             distribution_strategy("multi_worker")
-    import_keras(args.verbose)
+    import_keras(args.verbose, backend)
     from keras_resnet.runs import TrainingDiverged
     from keras_resnet.training import train
 
@@ -365,13 +391,19 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_tune(args) -> int:
+    backend = select_backend(args)
+    if backend != "tensorflow" and args.export:
+        raise UsageError(f"--export runs on TensorFlow; tune with --backend {backend}, then export "
+                         f"{os.path.join(args.out, 'best_model.keras')} with keras-resnet export")
+    if backend != "tensorflow" and args.distribution:
+        raise UsageError(f"--distribution {args.distribution} is a tf.distribute strategy: it needs --backend tensorflow")
     config = TrainConfig(batch_size=args.batch_size, image_size=args.image_size, seed=args.seed,
                          data_dir=args.data_dir).validate()
     from keras_resnet.data import check_dataset
 
     check_dataset(args.dataset, args.data_dir)
     # SearchSpace lives with KerasTuner, which imports TensorFlow: start it quietly first.
-    import_keras(args.verbose)
+    import_keras(args.verbose, backend)
     from keras_resnet.tuning import SearchSpace, search
 
     space = SearchSpace(
@@ -424,11 +456,12 @@ def _run_experiment(args, function, kwargs: dict, files: str) -> int:
     """Validates (no TensorFlow), lists the runs on --dry-run, else runs and prints the tables."""
     from keras_resnet import experiments
 
+    backend = select_backend(args)
     planned = function(**kwargs, dry_run=True)
     if args.dry_run:
         print_table(planned)
         return 0
-    import_keras(args.verbose)
+    import_keras(args.verbose, backend)
     from keras_resnet.runs import TrainingDiverged
 
     try:
@@ -502,6 +535,7 @@ def _add_experiment_arguments(p: argparse.ArgumentParser, function) -> None:
     p.add_argument("--progress", type=int, choices=(0, 1, 2), default=2,
                    help="Keras output: 0 none, 1 progress bars, 2 one line per epoch (default)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
+    add_backend_arguments(p)
 
 
 def _add_summary_parser(sub) -> None:
@@ -597,15 +631,16 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=c.mixed_precision,
                    help="default: on for GPUs with compute capability >= 7, off on CPU")
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=c.jit_compile,
-                   help="XLA (default: on for one GPU, off on CPU)")
+                   help="XLA (default: on for one GPU, off on CPU; always on with --backend jax)")
     p.add_argument("--steps-per-execution", type=int, help="default: up to 32 for small models on GPUs, else 1")
     p.add_argument("--strategy", choices=STRATEGIES, default=c.strategy,
-                   help="default: multi_worker with TF_CONFIG, mirrored with several GPUs")
+                   help="tensorflow only; default: multi_worker with TF_CONFIG, mirrored with several GPUs")
     p.add_argument("--tensorboard", action="store_true", default=c.tensorboard, help="write TensorBoard logs to OUT/logs")
     p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
     p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1,
                    help="Keras output: 0 none, 1 progress bars (default), 2 one line per epoch")
     add_model_arguments(p)
+    add_backend_arguments(p)
     p.set_defaults(func=_cmd_train)
 
 
@@ -728,6 +763,7 @@ def _add_tune_parser(sub) -> None:
                    help=f"name under --export-base (default {SEARCH_EXPORT_NAME})")
     p.add_argument("--export-base", default=defaults.MODEL_BASE, help=f"default {defaults.MODEL_BASE}")
     p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity (default 1)")
+    add_backend_arguments(p)
     p.set_defaults(func=_cmd_tune)
 
 

@@ -29,15 +29,27 @@ def silenced_stderr(enabled: bool):
         os.close(devnull)
 
 
-def import_keras(verbose: bool = False):
-    """Imports TensorFlow and Keras quietly (unless ``verbose``) and returns ``keras``."""
+def import_keras(verbose: bool = False, backend: str | None = None):
+    """Imports TensorFlow and Keras quietly (unless ``verbose``) and returns ``keras``.
+
+    ``backend`` (``"tensorflow"`` or ``"jax"``; None: ``KERAS_BACKEND``, default TensorFlow) is
+    chosen before Keras is imported (:func:`keras_resnet.backends.select_backend`). On JAX,
+    TensorFlow (which still runs the ``tf.data`` pipelines) is kept off the GPUs, and the
+    persistent compilation cache is turned on.
+    """
+    from keras_resnet.backends import enable_compilation_cache, select_backend
+
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    backend = select_backend(backend)
     with silenced_stderr(not verbose):
         import keras
         import tensorflow as tf
 
+        if backend == "jax":
+            # The data pipelines only; the GPUs' memory belongs to JAX.
+            tf.config.set_visible_devices([], "GPU")
+            enable_compilation_cache()
         tf.constant(0)  # device discovery prints its lines on the first op
     if not verbose:
         tf.get_logger().setLevel("ERROR")

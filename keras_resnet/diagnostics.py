@@ -14,6 +14,7 @@ layer, which is exact for a ResNet: its functional graph is a chain (checked on 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -21,7 +22,6 @@ import re
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_resnet import fileio
 from keras_resnet.blocks import ResidualBlock
@@ -55,7 +55,7 @@ def _checked_chain(model, x) -> list:
     sample = x[:1]
     expected = np.asarray(model(sample, training=False), dtype="float64")
     try:
-        h = tf.convert_to_tensor(sample)
+        h = keras.ops.convert_to_tensor(sample)
         for layer in layers:
             h = layer(h, training=False)
         got = np.asarray(h, dtype="float64")
@@ -104,7 +104,7 @@ def _forward(model, x, training: bool, tape=None):
     """Runs the chain; returns ``(rows, blocks, block inputs, block outputs, model output)``."""
     with tape.stop_recording() if tape is not None else contextlib.nullcontext():
         layers = _checked_chain(model, x)
-    h = tf.convert_to_tensor(x)
+    h = keras.ops.convert_to_tensor(x)
     rows, blocks, inputs, outputs = [], [], [], []
     for layer in layers:
         if isinstance(layer, ResidualBlock):
@@ -141,12 +141,12 @@ def _measure(model, x, training: bool) -> list[dict]:
     with _kept_state(model, training):
         rows, blocks, inputs, outputs, _ = _forward(model, x, training)
         for row, block, h, y in zip(rows, blocks, inputs, outputs):
-            f = block.residual_branch(h, training=training).numpy()
-            h, y = h.numpy(), y.numpy()
+            f = keras.ops.convert_to_numpy(block.residual_branch(h, training=training))
+            h, y = keras.ops.convert_to_numpy(h), keras.ops.convert_to_numpy(y)
             if h.shape == y.shape:
                 ref, kind = h, "input"
             elif block.resolved_shortcut != "none":
-                ref, kind = block.shortcut_branch(h, training=training).numpy(), "shortcut"
+                ref, kind = keras.ops.convert_to_numpy(block.shortcut_branch(h, training=training)), "shortcut"
             else:  # what option A's parameter-free shortcut would carry: subsample, zero-pad
                 ref = h[:, :: block.strides, :: block.strides, : y.shape[-1]]
                 ref = np.pad(ref, [(0, 0)] * 3 + [(0, y.shape[-1] - ref.shape[-1])])
@@ -248,14 +248,73 @@ def gradient_norms(model, x, y, training: bool = False, loss=None) -> list[dict]
             f"y must hold one integer class label per sample ({len(x)}); received an array of "
             f"shape {y.shape} and dtype {y.dtype}"
         )
-    loss = loss or _default_loss(model)
-    with _kept_state(model, training), tf.GradientTape() as tape:
-        rows, blocks, inputs, _, out = _forward(model, x, training, tape=tape)
-        value = loss(tf.convert_to_tensor(y), out)
-    at_inputs, on_weights = tape.gradient(value, [inputs, [b.trainable_variables for b in blocks]])
+    if keras.backend.backend() == "jax":
+        rows, at_inputs, on_weights = _jax_gradients(model, x, y, training, loss)
+    else:
+        import tensorflow as tf
+
+        loss = loss or _default_loss(model)
+        with _kept_state(model, training), tf.GradientTape() as tape:
+            rows, blocks, inputs, _, out = _forward(model, x, training, tape=tape)
+            value = loss(tf.convert_to_tensor(y), out)
+        at_inputs, on_weights = tape.gradient(value, [inputs, [b.trainable_variables for b in blocks]])
     for row, g_in, g_w in zip(rows, at_inputs, on_weights):
         row.update(grad_norm=_norm(g_in), weight_grad_norm=math.hypot(*(_norm(g) for g in g_w if g is not None)))
     return rows
+
+
+def _jax_gradients(model, x, y, training: bool, loss):
+    """:func:`gradient_norms`' gradients on JAX: the chain as a pure function of zero offsets
+    added to each block's input (the gradient at an offset is the gradient at that input) and
+    of the blocks' trainable weights, differentiated by ``jax.grad``. The layers run through
+    ``stateless_call``, so BatchNorm's moving statistics are left as they were.
+
+    The default loss of a softmax classifier is computed from its logits, as TensorFlow's
+    cross-entropy does when it finds the softmax's input (JAX arrays do not carry it): from the
+    probabilities, samples whose true class gets less than 1e-7 would have no gradient.
+    """
+    import jax
+
+    rows, blocks, inputs, _, _ = _forward(model, x, training=False)
+    layers = _chain(model)
+    last = layers[-1]
+    logits_loss = loss is None and isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax
+    loss = loss or _default_loss(model)
+    if logits_loss:
+        layers, loss = layers[:-1], _logits_loss(last)
+    offsets = [keras.ops.zeros_like(h) for h in inputs]
+    weights = [[v.value for v in b.trainable_variables] for b in blocks]
+    y = keras.ops.convert_to_tensor(y)
+
+    # stateless_call passes its keyword arguments on to call(), which may not take training.
+    modes = [{"training": training} if "training" in inspect.signature(layer.call).parameters else {}
+             for layer in layers]
+
+    def run(offsets, weights):
+        h, i = keras.ops.convert_to_tensor(x), 0
+        for layer, mode in zip(layers, modes):
+            frozen = [v.value for v in layer.non_trainable_variables]
+            if isinstance(layer, ResidualBlock):
+                h, _ = layer.stateless_call(weights[i], frozen, h + offsets[i], **mode)
+                i += 1
+            else:
+                h, _ = layer.stateless_call([v.value for v in layer.trainable_variables], frozen, h, **mode)
+        return loss(y, h)
+
+    at_inputs, on_weights = jax.grad(run, argnums=(0, 1))(offsets, weights)
+    return rows, at_inputs, on_weights
+
+
+def _logits_loss(dense):
+    """The mean sparse cross-entropy of a softmax ``Dense`` layer's logits, from its input."""
+
+    def loss(y_true, h):
+        logits = keras.ops.matmul(h, dense.kernel.value)
+        if dense.use_bias:
+            logits = logits + dense.bias.value
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True))
+
+    return loss
 
 
 def _default_loss(model):
@@ -548,7 +607,7 @@ def run_diagnosis(
         x = rng.uniform(0, 255, shape) if raw else rng.normal(size=shape)
         y = rng.integers(0, loaded.output_shape[-1], batch)
     elif not raw:
-        x = preprocessing(data)(x).numpy()
+        x = keras.ops.convert_to_numpy(preprocessing(data)(x))
     results = compare(loaded, x, y, plain=plain, seed=seed if set_global_seed else None, training=training)
     summary = [{"model": name, **gradient_summary(rows)} for name, rows in results.items()]
     stats = "batch" if training else "moving"

@@ -21,6 +21,18 @@ from keras_resnet.validation import check_choice
 
 MIN_FUSED_EPSILON = 1.001e-5
 
+if keras.backend.backend() == "jax":
+    # Every model of the package imports this module: on JAX its first build compiles each
+    # initialiser shape, which the persistent cache keeps for the next process (backends.py).
+    from keras_resnet.backends import enable_compilation_cache
+
+    try:
+        enable_compilation_cache()
+    except ValueError as e:
+        import warnings
+
+        warnings.warn(f"the JAX compilation cache stays off: {e}", stacklevel=2)
+
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
 class FusedBatchNormalization(keras.layers.BatchNormalization):

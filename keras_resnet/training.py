@@ -285,40 +285,62 @@ def device_settings(config: TrainConfig | None = None, params: int | None = None
     slower on a 2-core CPU). Several GPUs get ``MirroredStrategy``; a ``TF_CONFIG`` that names
     a cluster gets ``MultiWorkerMirroredStrategy``. Each value set in ``config`` wins.
 
+    On the JAX backend the devices are JAX's, every step is compiled (XLA is how JAX runs, and
+    ``jit_compile=False`` would run it op by op), and the strategy is ``"default"``: the
+    ``tf.distribute`` strategies are TensorFlow's, so asking for one there is an error.
+
     Args:
         config: a :class:`TrainConfig` whose non-None device fields override the defaults.
         params: the model's parameter count (for ``steps_per_execution``).
         steps_per_epoch: training batches per epoch (caps ``steps_per_execution``).
 
     Returns:
-        A dict: ``device``, ``gpus``, ``strategy``, ``mixed_precision``, ``jit_compile``,
-        ``steps_per_execution``, ``is_chief``.
+        A dict: ``backend``, ``device``, ``gpus``, ``gpu_names``, ``strategy``,
+        ``mixed_precision``, ``jit_compile``, ``steps_per_execution``, ``is_chief``.
 
     Example:
     >>> device_settings()["device"] in ("CPU", "GPU")
     True
     """
-    import tensorflow as tf
+    import keras
 
     config = config or TrainConfig()
-    gpus = tf.config.list_physical_devices("GPU")
+    backend = keras.backend.backend()
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     cluster = tf_config.get("cluster") or {}
     task = tf_config.get("task") or {}
-    strategy = config.strategy or ("multi_worker" if cluster else "mirrored" if len(gpus) > 1 else "default")
-    capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        capabilities = [getattr(g, "compute_capability", None) for g in gpus]
+        capabilities = [tuple(int(p) for p in str(c).split(".")[:2]) if c else None for c in capabilities]
+        names = sorted({g.device_kind for g in gpus})
+        if config.strategy not in (None, "default"):
+            raise ValueError(
+                f"strategy={config.strategy!r} is a tf.distribute strategy, which runs on the TensorFlow "
+                "backend only; on the JAX backend use strategy='default' (or None)"
+            )
+        strategy = "default"
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+        names = sorted({tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus})
+        strategy = config.strategy or ("multi_worker" if cluster else "mirrored" if len(gpus) > 1 else "default")
     tensor_cores = bool(gpus) and all(c is not None and tuple(c) >= (7, 0) for c in capabilities)
     mixed = tensor_cores if config.mixed_precision is None else config.mixed_precision
-    jit = (bool(gpus) and strategy == "default") if config.jit_compile is None else config.jit_compile
+    auto_jit = backend == "jax" or (bool(gpus) and strategy == "default")
+    jit = auto_jit if config.jit_compile is None else config.jit_compile
     spe = config.steps_per_execution
     if spe is None:
         small = params is not None and params < 5_000_000
         spe = min(32, steps_per_epoch or 32) if gpus and small else 1
     chief_type = "chief" if "chief" in cluster else "worker"
     is_chief = not cluster or (task.get("type", chief_type) == chief_type and int(task.get("index", 0)) == 0)
-    names = sorted({tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus})
     return {
-        "device": "GPU" if gpus else "CPU", "gpus": len(gpus), "gpu_names": names,
+        "backend": backend, "device": "GPU" if gpus else "CPU", "gpus": len(gpus), "gpu_names": names,
         "strategy": strategy, "mixed_precision": bool(mixed), "jit_compile": bool(jit),
         "steps_per_execution": int(spe), "is_chief": bool(is_chief),
     }
@@ -329,7 +351,8 @@ def check_cluster(config: TrainConfig | None = None) -> int:
 
     Raises ValueError for an automatic strategy on a cluster of several workers: Keras 3.15's
     ``Model.fit`` fails under ``MultiWorkerMirroredStrategy`` with more than one worker
-    (keras-team/keras#20585). ``strategy="multi_worker"`` skips the check.
+    (keras-team/keras#20585); the error points at the path that works, ``keras.distribution``
+    on the JAX backend. ``strategy="multi_worker"`` skips the check.
 
     Example:
     >>> check_cluster(TrainConfig())  # no TF_CONFIG
@@ -344,8 +367,11 @@ def check_cluster(config: TrainConfig | None = None) -> int:
         raise ValueError(
             f"TF_CONFIG names a cluster of {workers} workers, but Keras 3's Model.fit fails under "
             "MultiWorkerMirroredStrategy with more than one worker (keras-team/keras#20585, open as "
-            "of Keras 3.15); train on one machine (MirroredStrategy uses all its GPUs), or pass "
-            "strategy='multi_worker' (--strategy multi_worker) with a Keras that has the fix"
+            "of Keras 3.15). Training on several machines works through Keras's own distribution API "
+            "on the JAX backend instead (KERAS_BACKEND=jax, keras.distribution.initialize and "
+            "DataParallel; see docs/backends.md); unset TF_CONFIG for that. Or train on one machine "
+            "(MirroredStrategy uses all its GPUs), or pass strategy='multi_worker' (--strategy "
+            "multi_worker) with a Keras that has the fix"
         )
     return workers
 
@@ -367,10 +393,14 @@ def distribution_strategy(kind: str = "default"):
     >>> distribution_strategy("default").num_replicas_in_sync
     1
     """
+    import keras
     import tensorflow as tf
 
     if kind not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; received strategy={kind!r}")
+    if kind != "default" and keras.backend.backend() != "tensorflow":
+        raise ValueError(f"strategy={kind!r} is a tf.distribute strategy, which runs on the TensorFlow backend "
+                         f"only; the Keras backend of this process is {keras.backend.backend()!r}")
     if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy() if kind == "mirrored" else tf.distribute.get_strategy()
@@ -687,8 +717,7 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
 
 def _run_metrics(model, dataset, config, recipe: dict, state: dict, built_here: bool, test: dict) -> dict:
     """What ``metrics.json`` holds: the test figures, the run's size and time, the resolved recipe."""
-    import keras
-    import tensorflow as tf
+    from keras_resnet import backends
 
     rows = state["history"]
     best = state["best"] or {}
@@ -708,7 +737,7 @@ def _run_metrics(model, dataset, config, recipe: dict, state: dict, built_here: 
                    "weight_decay_implementation": "L2 kernel regularizer weight_decay/2 in the loss (coupled, as the paper's SGD)",
                    "augmentation": dataset.augmentation, "mean": dataset.mean, "std": dataset.std},
         "device": recipe["device"], "sessions": state["sessions"],
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": backends.versions(),
     }
     return json.loads(json.dumps(metrics, default=str))  # as metrics.json holds it
 

@@ -11,6 +11,8 @@ import pytest
 from keras_resnet import BasicBlock, BottleneckBlock
 from keras_resnet.presets import normalize_shortcut
 
+pytestmark = pytest.mark.backend_neutral
+
 
 def nonnegative(shape, seed=0):
     # Blocks in a v1 network see post-ReLU inputs.

@@ -33,8 +33,9 @@ def small_input(name):
     return (8, 8, 3) if PRESETS[name]["style"] == "cifar" else (32, 32, 3)
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n for n in PRESETS]
+@pytest.mark.parametrize(  # the deep nets' traced graphs take minutes to compile on JAX: TensorFlow only
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else pytest.param(n, marks=pytest.mark.backend_neutral)
+             for n in PRESETS]
 )
 def test_preset_harness(name, tmp_path):
     # Untrained, in inference mode (BatchNorm statistics 0 and 1), hundreds of residual blocks
@@ -105,6 +106,7 @@ def test_bottleneck_cifar_depths():
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.backend_neutral
 def test_get_config_returns_the_constructor_arguments():
     args = dict(depth=32, style="cifar", version="v2", shortcut="full_projection", block="basic",
                 zero_init_residual=True, include_top=True, input_shape=(16, 16, 1), classes=7,
@@ -155,6 +157,7 @@ def test_summary_marks_identity_and_convolutional_blocks():
     assert "stage2_block2  BasicBlock       identity block" in text
 
 
+@pytest.mark.backend_neutral
 def test_mixed_precision_keeps_the_classifier_in_float32():
     model = ResNet(depth=8, input_shape=(8, 8, 3), dtype="mixed_float16")
     assert model.get_layer("stage1_block1").compute_dtype == "float16"
@@ -164,6 +167,7 @@ def test_mixed_precision_keeps_the_classifier_in_float32():
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-3)
 
 
+@pytest.mark.backend_neutral
 def test_drop_path_rises_linearly_and_is_off_at_inference():
     model = ResNet(depth=20, drop_path_rate=0.2, input_shape=(8, 8, 3))
     rates = [b.drop_path_rate for b in model.residual_blocks]
@@ -173,6 +177,7 @@ def test_drop_path_rises_linearly_and_is_off_at_inference():
     np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
 
 
+@pytest.mark.backend_neutral
 def test_weight_decay_adds_l2_losses_on_kernels():
     model = ResNet(depth=8, input_shape=(8, 8, 3), weight_decay=1e-4)
     model(random_images((8, 8, 3)))
@@ -182,6 +187,7 @@ def test_weight_decay_adds_l2_losses_on_kernels():
     assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.backend_neutral
 def test_fit_trains_on_sparse_labels():
     model = ResNet(depth=8, input_shape=(8, 8, 1), classes=3)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -250,6 +256,7 @@ def test_mismatched_keras_applications_weights_name_the_layer(keras_applications
         ResNet.from_preset("resnet20", weights=path)
 
 
+@pytest.mark.backend_neutral
 def test_own_weights_round_trip_and_mismatch(tmp_path):
     model = ResNet.from_preset("resnet20", input_shape=(8, 8, 3))
     path = str(tmp_path / "r20.weights.h5")
