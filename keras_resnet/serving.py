@@ -53,6 +53,7 @@ import tornado.netutil
 import tornado.web
 
 from keras_resnet import __version__
+from keras_resnet.batching import Batcher, batch_size
 from keras_resnet.defaults import (  # noqa: F401 - importable from here
     DEFAULT_BATCH_TIMEOUT_MICROS,
     DEFAULT_BODY_TIMEOUT,
@@ -126,12 +127,16 @@ class ServedVersion:
             }}},
         }
 
+    def run(self, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs a signature on arrays; TensorFlow's errors pass through."""
+        outputs = self.signatures[signature](**{k: tf.constant(v) for k, v in arrays.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
     def call(self, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs a signature; an input it refuses (an image that does not decode) is a 400 naming
         the instance, found by running the instances one by one once the batch has failed."""
-        function = self.signatures[signature]
         try:
-            return _run(function, arrays)
+            return self.run(signature, arrays)
         except tf.errors.InvalidArgumentError as e:
             error = e
         size = batch_size(arrays)
@@ -139,22 +144,11 @@ class ServedVersion:
             raise RequestError(400, f"instance 0: the signature {signature!r} cannot use it: {op_error_text(error)}")
         for i in range(size or 0):
             try:
-                _run(function, {k: v[i:i + 1] for k, v in arrays.items()})
+                self.run(signature, {k: v[i:i + 1] for k, v in arrays.items()})
             except tf.errors.InvalidArgumentError as e:
                 raise RequestError(400, f"instance {i}: the signature {signature!r} cannot use it: "
                                         f"{op_error_text(e)}") from None
         raise RequestError(400, f"the signature {signature!r} refused the input: {op_error_text(error)}")
-
-
-def _run(function, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    outputs = function(**{k: tf.constant(v) for k, v in arrays.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
-
-
-def batch_size(arrays: dict[str, np.ndarray]) -> int | None:
-    """The examples in a request: the common length of its inputs' first axis (None if none)."""
-    sizes = {a.shape[0] if a.ndim else None for a in arrays.values()}
-    return sizes.pop() if len(sizes) == 1 else None
 
 
 @dataclass
@@ -256,115 +250,6 @@ class ModelRepository:
         """Answers a ``:predict`` request body; raises :class:`RequestError` for bad requests."""
         request = self.parse(name, version, payload)
         return format_outputs(request.served.call(request.signature, request.arrays), request.row)
-
-
-# ---- batching -------------------------------------------------------------------------------
-
-def run_joined(requests: list[Prediction]) -> list[bytes | Exception]:
-    """Answers requests to one signature with one call on their concatenated inputs.
-
-    The outputs are split back along the batch axis. Where the joined call fails (one bad image
-    fails a whole batch) or cannot be split, each request runs alone, so that one request's
-    error reaches only its own client. Returns the answer body or the error, per request.
-    """
-    if len(requests) > 1:
-        first = requests[0]
-        sizes = [batch_size(r.arrays) for r in requests]
-        try:
-            joined = {k: np.concatenate([r.arrays[k] for r in requests]) for k in first.arrays}
-            outputs = _run(first.served.signatures[first.signature], joined)
-        except (tf.errors.OpError, ValueError):
-            outputs = None
-        if outputs is not None and all(np.ndim(v) and len(v) == sum(sizes) for v in outputs.values()):
-            bounds = np.cumsum([0, *sizes])
-            return [r.answer({k: v[a:b] for k, v in outputs.items()}) for r, a, b in zip(requests, bounds, bounds[1:])]
-    answers = []
-    for r in requests:
-        try:
-            answers.append(r.answer(r.served.call(r.signature, r.arrays)))
-        except Exception as e:  # noqa: BLE001 - handed to that request's handler, which answers it
-            answers.append(e)
-    return answers
-
-
-@dataclass
-class _Queue:
-    waiting: list = field(default_factory=list)  # (request, size, arrival, future)
-    examples: int = 0
-    running: int = 0
-    timer: object = None
-
-
-class Batcher:
-    """Joins concurrent ``:predict`` requests to one version and signature into one call.
-
-    TF Serving's ``--enable_batching`` scheme: a batch closes when it holds ``max_batch_size``
-    examples or its first request has waited ``batch_timeout_micros``, and runs when one of the
-    ``max_running`` batch slots is free; meanwhile requests keep joining it. With a timeout of 0
-    a request on an idle server runs at once, and batches form only while the slots are busy.
-    A request larger than ``max_batch_size`` runs alone. Lives on the server's event loop.
-    """
-
-    def __init__(self, executor: concurrent.futures.Executor, max_batch_size: int, batch_timeout_micros: int,
-                 max_running: int):
-        self.executor = executor
-        self.max_batch_size = max_batch_size
-        self.timeout = batch_timeout_micros / 1e6
-        self.max_running = max_running
-        self.queues: dict[tuple[int, str], _Queue] = {}
-        self.batches = 0  # signature calls made, for the curious (tests, benchmarks)
-        self.requests = 0
-
-    async def submit(self, request: Prediction) -> bytes:
-        loop = asyncio.get_running_loop()
-        queue = self.queues.setdefault((id(request.served), request.signature), _Queue())
-        size = batch_size(request.arrays)
-        future = loop.create_future()
-        # A request without a batch axis, or too big to share a batch, gets a batch of its own.
-        queue.waiting.append((request, size if size else self.max_batch_size, loop.time(), future))
-        queue.examples += size if size else self.max_batch_size
-        self._dispatch(queue)
-        answer = await future
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def _dispatch(self, queue: _Queue) -> None:
-        loop = asyncio.get_running_loop()
-        while queue.waiting and queue.running < self.max_running:
-            due = queue.waiting[0][2] + self.timeout
-            if queue.examples < self.max_batch_size and loop.time() < due:
-                if queue.timer is None:
-                    queue.timer = loop.call_at(due, self._on_timer, queue)
-                return
-            batch, examples = [], 0
-            while queue.waiting and (not batch or examples + queue.waiting[0][1] <= self.max_batch_size):
-                task = queue.waiting.pop(0)
-                batch.append(task)
-                examples += task[1]
-            queue.examples -= examples
-            queue.running += 1
-            self.batches += 1
-            self.requests += len(batch)
-            done = loop.run_in_executor(self.executor, run_joined, [task[0] for task in batch])
-            done.add_done_callback(functools.partial(self._finished, queue, batch))
-
-    def _on_timer(self, queue: _Queue) -> None:
-        queue.timer = None
-        self._dispatch(queue)
-
-    def _finished(self, queue: _Queue, batch: list, done: asyncio.Future) -> None:
-        queue.running -= 1
-        if done.cancelled():
-            answers = [asyncio.CancelledError()] * len(batch)
-        elif done.exception() is not None:
-            answers = [done.exception()] * len(batch)
-        else:
-            answers = done.result()
-        for task, answer in zip(batch, answers):
-            if not task[3].done():
-                task[3].set_result(answer)
-        self._dispatch(queue)
 
 
 # ---- HTTP -----------------------------------------------------------------------------------
