@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet.rest import RequestError
+
 if TYPE_CHECKING:  # serving imports this module
     from keras_resnet.serving import Prediction
 
@@ -56,6 +58,10 @@ def run_joined(requests: list[Prediction]) -> list[bytes | Exception]:
     return answers
 
 
+def _stopping() -> RequestError:
+    return RequestError(503, "the server is stopping")
+
+
 @dataclass
 class _Queue:
     waiting: list = field(default_factory=list)  # (request, size, arrival, future)
@@ -83,6 +89,7 @@ class Batcher:
         self.queues: dict[tuple[int, str], _Queue] = {}
         self.batches = 0  # signature calls made, for the curious (tests, benchmarks)
         self.requests = 0
+        self.running: set[asyncio.Future] = set()
 
     async def submit(self, request: Prediction) -> bytes:
         loop = asyncio.get_running_loop()
@@ -116,16 +123,29 @@ class Batcher:
             self.batches += 1
             self.requests += len(batch)
             done = loop.run_in_executor(self.executor, run_joined, [task[0] for task in batch])
+            self.running.add(done)
             done.add_done_callback(functools.partial(self._finished, queue, batch))
 
     def _on_timer(self, queue: _Queue) -> None:
         queue.timer = None
         self._dispatch(queue)
 
+    def cancel(self) -> None:
+        """Drops the waiting and running batches (the server is stopping): a call under way
+        finishes in its thread, and its answer goes nowhere instead of to a closed event loop."""
+        for future in list(self.running):
+            future.cancel()
+        for queue in self.queues.values():
+            for task in queue.waiting:
+                if not task[3].done():
+                    task[3].set_result(_stopping())
+            queue.waiting.clear()
+
     def _finished(self, queue: _Queue, batch: list, done: asyncio.Future) -> None:
+        self.running.discard(done)
         queue.running -= 1
         if done.cancelled():
-            answers = [asyncio.CancelledError()] * len(batch)
+            answers = [_stopping()] * len(batch)
         elif done.exception() is not None:
             answers = [done.exception()] * len(batch)
         else:

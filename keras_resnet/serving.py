@@ -25,7 +25,9 @@ refuse. Tornado has a header timeout for every request, the first included, that
 idle keep-alive timeout (``idle_connection_timeout``), a body timeout, header and body size
 limits, and streaming handlers whose ``prepare()`` can answer 413 before a body is sent (no
 ``100 Continue`` goes out once the answer is finished). One event-loop thread holds every
-connection, so slow clients tie up no worker thread; it is mature and maintained.
+connection, so slow clients tie up no worker thread; it is mature and maintained. What Tornado
+cannot parse as HTTP (a malformed request line or header, headers over 64 KiB) it answers with a
+bare 400 or by closing the connection, before any handler runs; every other answer is JSON.
 """
 
 from __future__ import annotations
@@ -265,6 +267,7 @@ class _Handler(tornado.web.RequestHandler):
         self.chunks: list[bytes] = []
         self.received = 0
         self.too_large: str | None = None
+        self.refused = False
 
     def set_default_headers(self) -> None:
         self.set_header("Server", SERVER_NAME)
@@ -315,10 +318,13 @@ class _Handler(tornado.web.RequestHandler):
 
     def _refuse(self, status: int, message: str) -> None:
         """Answers before the body is read; Tornado then closes the connection."""
+        self.refused = True
         self.set_header("Connection", "close")
         self._send(status, {"error": message})
 
     async def get(self, *args) -> None:
+        if self.refused:  # answered while the body came in (a chunked body past the limit)
+            return
         try:
             if self.too_large is not None:
                 raise RequestError(413, self.too_large)
@@ -478,6 +484,8 @@ class ModelServer:
             await self._stopping.wait()
         finally:
             http.stop()  # closes the listening sockets
+            if self.batcher is not None:
+                self.batcher.cancel()
             await http.close_all_connections()
 
     def stop(self) -> None:

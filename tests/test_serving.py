@@ -436,10 +436,13 @@ def test_an_over_limit_body_is_drained_and_refused_and_the_connection_kept(serve
     assert request(server, "POST", "/v1/models/tiny:predict", {"instances": GOOD}, connection=connection)[0] == 200
 
 
-def test_a_far_over_limit_body_is_refused_and_the_connection_closed(server):
+def test_a_far_over_limit_body_is_refused_and_the_connection_closed(server, caplog):
+    caplog.set_level(logging.DEBUG)
     answer = raw(server.port, predict_head(100 * MAX_BODY))  # announced, never sent
     assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
     assert b"exceeds the limit" in answer and b"100 Continue" not in answer
+    assert answer.count(b"HTTP/1.1") == 1  # nothing of Tornado's own after the answer
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
 def test_expect_100_continue_within_the_limit_gets_100_then_the_answer(server):
@@ -468,7 +471,8 @@ def test_invalid_content_length_and_unknown_methods_get_json(server):
     assert json.loads(response.read()) == {"error": "FOO is not supported; use GET or POST"}
 
 
-def test_chunked_bodies_are_read_and_limited(server):
+def test_chunked_bodies_are_read_and_limited(server, caplog):
+    caplog.set_level(logging.DEBUG)
     body = json.dumps({"instances": GOOD}).encode()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     connection.request("POST", "/v1/models/tiny:predict", body=iter([body[:10], body[10:]]))  # chunked
@@ -477,6 +481,9 @@ def test_chunked_bodies_are_read_and_limited(server):
     connection.request("POST", "/v1/models/tiny:predict", body=iter([b" " * MAX_BODY, b" "]))
     response = connection.getresponse()
     assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
+    connection.close()
+    assert request(server, "GET", "/v1/models/tiny")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
 def test_silent_and_slow_clients_are_timed_out_and_hold_no_worker(server):
@@ -562,6 +569,42 @@ def test_batching_with_the_default_timeout_answers_at_once_and_alike(server, mod
         assert answers[-1][0] == 400
     finally:
         own.stop()
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["plain", "batching"])
+def test_stopping_a_server_with_a_call_under_way_is_quiet(server, batching, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    own = serving.ModelServer(server.repository, port=0, batching=batching).start()
+    started, release = threading.Event(), threading.Event()
+    run = serving.ServedVersion.run
+
+    def held(self, *args):
+        started.set()
+        release.wait(PATIENCE)
+        return run(self, *args)
+
+    monkeypatch.setattr(serving.ServedVersion, "run", held)
+    outcome = []
+
+    def client():
+        try:
+            outcome.append(request(own, "POST", "/v1/models/tiny:predict", {"instances": GOOD})[0])
+        except (ConnectionError, http.client.HTTPException) as e:
+            outcome.append(type(e).__name__)
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    assert started.wait(PATIENCE)
+    stopper = threading.Thread(target=own.stop, daemon=True)
+    stopper.start()
+    while own.socket.fileno() != -1 and stopper.is_alive():  # the event loop is closing
+        stopper.join(0.01)
+    release.set()
+    stopper.join(PATIENCE)
+    thread.join(PATIENCE)
+    assert not stopper.is_alive() and not thread.is_alive()
+    assert outcome and outcome[0] != 200  # dropped, as documented
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info], caplog.text
 
 
 # ---- loading and the command ----------------------------------------------------------------
