@@ -357,6 +357,18 @@ def test_image_files_as_b64_in_every_format_predict_like_the_pixels(server, mode
     assert [p["class_id"] for p in pixels] == [p["class_id"] for p in answers[0]]
 
 
+def test_the_exporters_bytes_signature_answers_b64_files(server, models, images, files):
+    # export_saved_model's own serving_bytes (on the tiny models): the contract this server meets.
+    served = server.repository.find("tiny")
+    if "serving_bytes" not in served.signatures:
+        pytest.skip("this exporter writes no serving_bytes signature")
+    body = {"signature_name": "serving_bytes", "instances": [{"image_bytes": b64(f)} for f in files]}
+    status, answer = request(server, "POST", "/v1/models/tiny:predict", body)
+    assert status == 200, answer
+    np.testing.assert_allclose([p["probabilities"] for p in answer["predictions"]],
+                               models[2].predict(images, verbose=0), atol=1e-5)
+
+
 def test_string_outputs_named_bytes_come_back_as_b64_and_plain_strings_are_utf8(server):
     data = [b"\x00\xff\x00", b"", b"caf\xc3\xa9\x00"]
     body = {"signature_name": "serving_echo", "instances": [b64(d) for d in data] + ["café"]}
