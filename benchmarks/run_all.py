@@ -38,6 +38,7 @@ BENCHMARKS = {
     "digits": ("bench_digits.py", "digits_cpu"),
     "search": ("bench_search.py", "search_cpu"),
     "data": ("bench_data.py", "data_cpu"),
+    "serving": ("bench_serving.py", "serving_cpu"),
 }
 SUITE_GOAL_SECONDS = 15 * 60
 

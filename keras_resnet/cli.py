@@ -340,19 +340,40 @@ def _cmd_demo(args) -> int:
 def _cmd_serve(args) -> int:
     if not os.path.isdir(args.base):
         raise UsageError(f"model base folder {args.base!r} does not exist")
+    # The numbers are checked before TensorFlow starts and the models load.
+    for flag, value, low in (("--port", args.port, 0), ("--max-body-mb", args.max_body_mb, 1), ("--workers", args.workers, 1),
+                             ("--max-batch-size", args.max_batch_size, 1),
+                             ("--batch-timeout-micros", args.batch_timeout_micros, 0)):
+        if value < low or (flag == "--port" and value > 65535):
+            allowed = "in [0, 65535]" if flag == "--port" else f">= {low}"
+            raise UsageError(f"{flag} must be an integer {allowed}; received {value}")
+    for flag, value in (("--idle-timeout", args.idle_timeout), ("--body-timeout", args.body_timeout)):
+        if not value > 0 or value == float("inf"):
+            raise UsageError(f"{flag} must be a number of seconds > 0; received {value}")
     # Until the server is up, Ctrl+C exits with status 130 (see main) and SIGTERM ends the process.
     print(f"loading the models under {args.base} ...", flush=True)
     import_keras(args.verbose)
     from keras_resnet import serving
 
-    server = serving.serve(args.base, port=args.port, host=args.host, max_body_bytes=args.max_body_mb * 2**20,
-                           version_policy=args.version_policy, block=False)
+    try:
+        server = serving.serve(
+            args.base, port=args.port, host=args.host, max_body_bytes=args.max_body_mb * 2**20,
+            version_policy=args.version_policy, block=False, workers=args.workers,
+            idle_connection_timeout=args.idle_timeout, body_timeout=args.body_timeout,
+            batching=args.enable_batching, max_batch_size=args.max_batch_size,
+            batch_timeout_micros=args.batch_timeout_micros,
+        )
+    except OSError as e:  # the port is taken, or the host is not this machine's
+        raise UsageError(str(e)) from None
     # From here on, SIGINT and SIGTERM stop the server cleanly: status 0.
     with server.stop_on_signals():
         for name in sorted(server.repository.models):
             versions = ", ".join(map(str, server.repository.versions(name)))
             print(f"{name} (versions {versions}): {server.url}/v1/models/{name}:predict")
-        print(f"serving {args.base} at {server.url}; Ctrl+C or SIGTERM stops", flush=True)
+        batching = (f"batching up to {args.max_batch_size} examples, waiting {args.batch_timeout_micros} us; "
+                    if args.enable_batching else "")
+        print(f"serving {args.base} at {server.url} with {args.workers} worker threads; {batching}"
+              "Ctrl+C or SIGTERM stops", flush=True)
         server.wait()
     print("stopped", flush=True)
     return 0
@@ -689,6 +710,21 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--max-body-mb", type=int, default=body_mb, help=f"larger request bodies get 413 (default {body_mb})")
     p.add_argument("--version-policy", choices=policies, default=policies[0],
                    help=f"which versions of each model to load: all of them or the latest (default {policies[0]})")
+    d = defaults
+    p.add_argument("--workers", type=int, default=d.DEFAULT_WORKERS, metavar="N",
+                   help=f"threads that run model calls (default {d.DEFAULT_WORKERS})")
+    p.add_argument("--idle-timeout", type=float, default=d.DEFAULT_IDLE_CONNECTION_TIMEOUT, metavar="S",
+                   help="seconds a client has to send a request's headers, also the idle keep-alive time "
+                   f"(default {d.DEFAULT_IDLE_CONNECTION_TIMEOUT:g})")
+    p.add_argument("--body-timeout", type=float, default=d.DEFAULT_BODY_TIMEOUT, metavar="S",
+                   help=f"seconds a client has to send a request's body (default {d.DEFAULT_BODY_TIMEOUT:g})")
+    p.add_argument("--enable-batching", action="store_true",
+                   help="join concurrent :predict requests to one signature into one call (TF Serving's flag)")
+    p.add_argument("--max-batch-size", type=int, default=d.DEFAULT_MAX_BATCH_SIZE, metavar="N",
+                   help=f"with --enable-batching: most examples per call (default {d.DEFAULT_MAX_BATCH_SIZE})")
+    p.add_argument("--batch-timeout-micros", type=int, default=d.DEFAULT_BATCH_TIMEOUT_MICROS, metavar="US",
+                   help="with --enable-batching: how long a batch waits for more requests while a worker is free "
+                   f"(default {d.DEFAULT_BATCH_TIMEOUT_MICROS})")
     p.set_defaults(func=_cmd_serve)
 
 

@@ -36,6 +36,12 @@ BYTES_INPUT = "image_bytes"
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY_BYTES = 32 * 2**20
 VERSION_POLICIES = ("all", "latest")  # the first is the default
+DEFAULT_WORKERS = 4  # threads that run model calls; the event loop itself holds no model call
+DEFAULT_IDLE_CONNECTION_TIMEOUT = 60.0  # seconds to send a request's headers, first request included
+DEFAULT_BODY_TIMEOUT = 60.0  # seconds to send a request's body
+DEFAULT_MAX_HEADER_BYTES = 64 * 2**10
+DEFAULT_MAX_BATCH_SIZE = 32  # --enable-batching: most examples joined into one signature call
+DEFAULT_BATCH_TIMEOUT_MICROS = 0  # --enable-batching: how long a batch waits to fill (TF Serving's default)
 
 # ---- diagnostics (keras_resnet.diagnostics) -----------------------------------------------------
 DIAGNOSIS_DATASETS = ("random", "digits")  # the first is the default

@@ -7,16 +7,33 @@ Clients written for TF Serving work against it unchanged::
     POST /v1/models/NAME:predict              {"instances": [...]} -> {"predictions": [...]}
     POST /v1/models/NAME/versions/N:predict   {"inputs": ...}      -> {"outputs": ...}
 
-Each version (``BASE/NAME/<integer>/``) is loaded once at start with ``tf.saved_model.load``
-and requests call its concrete signature functions, which are safe to call from the server's
-threads. Bad requests get a 4xx answer ``{"error": "..."}``; nothing a client sends stops the
+Binary inputs (an image file for the exporter's ``serving_bytes`` signature) travel as
+``{"b64": "..."}``, as in TF Serving (:mod:`keras_resnet.rest` has the body rules). Each version
+(``BASE/NAME/<integer>/``) is loaded once at start with ``tf.saved_model.load``; requests call
+its concrete signature functions in a bounded pool of worker threads. With ``batching=True``
+(TF Serving's ``--enable_batching``) concurrent requests to one signature are joined into one
+call. Bad requests get a 4xx answer ``{"error": "..."}``; nothing a client sends stops the
 server. Serving in the foreground (``serve(block=True)``, ``keras-resnet serve``), SIGINT (Ctrl+C)
-and SIGTERM (what Docker, systemd and Kubernetes send) stop it cleanly. It is meant for
-development and tests; production traffic belongs on TF Serving.
+and SIGTERM (what Docker, systemd and Kubernetes send) stop it cleanly; requests still in flight
+are dropped. It is meant for development and tests; production traffic belongs on TF Serving.
+
+The HTTP layer is Tornado, chosen after trying the alternatives against what a server facing
+arbitrary clients needs. waitress answers ``Expect: 100-continue`` with 100 even when the
+announced body is over its limit, then waits for that body; uvicorn sets no timeout on a fresh
+connection that never completes its headers; hypercorn sends 100 before the application can
+refuse. Tornado has a header timeout for every request, the first included, that is also the
+idle keep-alive timeout (``idle_connection_timeout``), a body timeout, header and body size
+limits, and streaming handlers whose ``prepare()`` can answer 413 before a body is sent (no
+``100 Continue`` goes out once the answer is finished). One event-loop thread holds every
+connection, so slow clients tie up no worker thread; it is mature and maintained. What Tornado
+cannot parse as HTTP (a malformed request line or header, headers over 64 KiB) it answers with a
+bare 400 or by closing the connection, before any handler runs; every other answer is JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -24,38 +41,53 @@ import logging
 import os
 import re
 import signal
-import sys
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import numpy as np
 import tensorflow as tf
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
 
 from keras_resnet import __version__
-from keras_resnet.defaults import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, VERSION_POLICIES  # noqa: F401 - importable from here
-from keras_resnet.validation import check_bool, check_choice, check_int, check_path, check_type
+from keras_resnet.batching import Batcher, batch_size
+from keras_resnet.defaults import (  # noqa: F401 - importable from here
+    DEFAULT_BATCH_TIMEOUT_MICROS,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_IDLE_CONNECTION_TIMEOUT,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_PORT,
+    DEFAULT_WORKERS,
+    VERSION_POLICIES,
+)
+from keras_resnet.rest import (  # noqa: F401 - importable from here
+    RequestError,
+    columnar_inputs,
+    format_outputs,
+    op_error_text,
+    parse_json,
+    row_inputs,
+    to_array,
+)
+from keras_resnet.validation import check_bool, check_choice, check_float, check_int, check_path, check_type
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SERVER_NAME = f"keras-resnet-serve/{__version__}"
+DRAIN_FACTOR = 4  # an over-limit body up to this many times the limit is read and dropped, not cut off
 
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<verb>:[A-Za-z]+|/metadata)?/?$"
 )
-
-
-class RequestError(Exception):
-    """A request the server answers with a 4xx status and ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = int(status)
-        self.message = message
 
 
 @dataclass
@@ -96,6 +128,42 @@ class ServedVersion:
                 for key in sorted(self.signatures)
             }}},
         }
+
+    def run(self, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs a signature on arrays; TensorFlow's errors pass through."""
+        outputs = self.signatures[signature](**{k: tf.constant(v) for k, v in arrays.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    def call(self, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs a signature; an input it refuses (an image that does not decode) is a 400 naming
+        the instance, found by running the instances one by one once the batch has failed."""
+        try:
+            return self.run(signature, arrays)
+        except tf.errors.InvalidArgumentError as e:
+            error = e
+        size = batch_size(arrays)
+        if size == 1:
+            raise RequestError(400, f"instance 0: the signature {signature!r} cannot use it: {op_error_text(error)}")
+        for i in range(size or 0):
+            try:
+                self.run(signature, {k: v[i:i + 1] for k, v in arrays.items()})
+            except tf.errors.InvalidArgumentError as e:
+                raise RequestError(400, f"instance {i}: the signature {signature!r} cannot use it: "
+                                        f"{op_error_text(e)}") from None
+        raise RequestError(400, f"the signature {signature!r} refused the input: {op_error_text(error)}")
+
+
+@dataclass
+class Prediction:
+    """A parsed ``:predict`` request: the version, the signature and the input arrays."""
+
+    served: ServedVersion
+    signature: str
+    arrays: dict[str, np.ndarray]
+    row: bool
+
+    def answer(self, outputs: dict[str, np.ndarray]) -> bytes:
+        return json.dumps(format_outputs(outputs, self.row)).encode()
 
 
 class ModelRepository:
@@ -163,8 +231,8 @@ class ModelRepository:
             for s in served
         ]}
 
-    def predict(self, name: str, version: str | None, payload: bytes) -> dict:
-        """Answers a ``:predict`` request body; raises :class:`RequestError` for bad requests."""
+    def parse(self, name: str, version: str | None, payload: bytes) -> Prediction:
+        """Reads a ``:predict`` request body into arrays; raises :class:`RequestError` for bad requests."""
         served = self.find(name, version)
         body = parse_json(payload)
         if not isinstance(body, dict):
@@ -178,311 +246,264 @@ class ModelRepository:
         specs = served.inputs[signature]
         row = "instances" in body
         arrays = row_inputs(body["instances"], specs) if row else columnar_inputs(body["inputs"], specs)
-        outputs = served.signatures[signature](**{k: tf.constant(v) for k, v in arrays.items()})
-        return format_outputs({k: v.numpy() for k, v in outputs.items()}, row)
+        return Prediction(served, signature, arrays, row)
 
-
-# ---- request and response bodies ----------------------------------------------------------
-
-def _no_constants(name: str):
-    raise RequestError(400, f"{name} is not valid JSON; send finite numbers")
-
-
-def parse_json(payload: bytes):
-    """Parses a request body; :class:`RequestError` 400 for invalid JSON (NaN included)."""
-    try:
-        return json.loads(payload, parse_constant=_no_constants)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RequestError(400, f"malformed JSON in the request body: {e}") from None
-    except RecursionError:
-        raise RequestError(400, "the request body is nested too deeply") from None
-    except ValueError:
-        # Past the two cases above, the one ValueError json.loads raises is int() refusing a
-        # literal longer than Python's limit on text-to-integer conversion (a guard against
-        # its quadratic cost). No input dtype holds such a number anyway.
-        limit = sys.get_int_max_str_digits()
-        raise RequestError(400, f"an integer in the request body has more than {limit} digits, the most this "
-                                "server converts; send numbers within the range of the input's dtype") from None
-
-
-def _shape_text(spec: tf.TensorSpec) -> str:
-    dims = ["batch" if i == 0 and d is None else ("any" if d is None else str(d)) for i, d in enumerate(spec.shape)]
-    return f"[{', '.join(dims)}] ({spec.dtype.name})"
-
-
-def to_array(value, spec: tf.TensorSpec, name: str) -> np.ndarray:
-    """Converts a JSON value to an array of ``spec``'s dtype and shape, or raises 400."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError):
-        raise RequestError(400, f"input {name!r} is ragged or nested too deeply; expected shape "
-                                f"{_shape_text(spec)}") from None
-    if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
-        # Integers beyond 64 bits leave NumPy with Python objects; as floats they are numbers
-        # like any other, in the input's range or not.
-        try:
-            array = array.astype(np.float64)
-        except OverflowError:
-            raise RequestError(400, f"input {name!r} has values outside the range of {spec.dtype.name}") from None
-    if array.dtype.kind not in "iuf":
-        kind = {"b": "booleans", "U": "strings", "O": "mixed or nested values"}.get(array.dtype.kind, array.dtype.name)
-        raise RequestError(400, f"input {name!r} must hold numbers of type {spec.dtype.name}; received {kind}")
-    expected = spec.shape.as_list()
-    if array.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, array.shape)):
-        raise RequestError(400, f"input {name!r} must have shape {_shape_text(spec)}; received shape {list(array.shape)}")
-    dtype = spec.dtype.as_numpy_dtype
-    if spec.dtype.is_floating:
-        with np.errstate(over="ignore"):
-            array = array.astype(dtype)
-        if not np.all(np.isfinite(array)):
-            raise RequestError(400, f"input {name!r} has values outside the range of {spec.dtype.name}")
-        return array
-    if spec.dtype.is_integer:
-        info = np.iinfo(dtype)
-        if array.dtype.kind == "f" and not np.all(array == np.round(array)):
-            raise RequestError(400, f"input {name!r} must hold integers ({spec.dtype.name}); received fractions")
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise RequestError(400, f"input {name!r} must hold {spec.dtype.name} values in [{info.min}, {info.max}]")
-        return array.astype(dtype)
-    raise RequestError(400, f"input {name!r} has type {spec.dtype.name}, which this server does not accept as JSON")
-
-
-def row_inputs(instances, specs: dict) -> dict[str, np.ndarray]:
-    """Row format: a list of instances, each a value (one input) or an object of named inputs."""
-    if not isinstance(instances, list) or not instances:
-        raise RequestError(400, '"instances" must be a non-empty list, one entry per example')
-    named = [isinstance(i, dict) for i in instances]
-    if all(named):
-        for instance in instances:
-            if set(instance) != set(specs):
-                raise RequestError(400, f"every instance must name the inputs {sorted(specs)}; received {sorted(instance)}")
-        return {k: to_array([i[k] for i in instances], spec, k) for k, spec in specs.items()}
-    if any(named) or len(specs) != 1:
-        raise RequestError(400, f"instances must all be objects naming the inputs {sorted(specs)}, or, for a "
-                                "one-input signature, all plain values")
-    (key, spec), = specs.items()
-    return {key: to_array(instances, spec, key)}
-
-
-def columnar_inputs(inputs, specs: dict) -> dict[str, np.ndarray]:
-    """Columnar format: a batch for the one input, or an object of named batches."""
-    if isinstance(inputs, dict):
-        if set(inputs) != set(specs):
-            raise RequestError(400, f'"inputs" must name the inputs {sorted(specs)}; received {sorted(inputs)}')
-        return {k: to_array(inputs[k], spec, k) for k, spec in specs.items()}
-    if len(specs) != 1:
-        raise RequestError(400, f'"inputs" must be an object naming the inputs {sorted(specs)}')
-    (key, spec), = specs.items()
-    return {key: to_array(inputs, spec, key)}
-
-
-def _jsonable(value):
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def format_outputs(outputs: dict[str, np.ndarray], row: bool) -> dict:
-    """TF Serving's answer: ``{"predictions": [...]}`` for rows, ``{"outputs": ...}`` for columns."""
-    values = {k: _jsonable(np.asarray(v).tolist()) for k, v in sorted(outputs.items())}
-    if not row:
-        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    if len(values) == 1:
-        return {"predictions": next(iter(values.values()))}
-    batch = len(next(iter(values.values())))
-    return {"predictions": [{k: v[i] for k, v in values.items()} for i in range(batch)]}
+    def predict(self, name: str, version: str | None, payload: bytes) -> dict:
+        """Answers a ``:predict`` request body; raises :class:`RequestError` for bad requests."""
+        request = self.parse(name, version, payload)
+        return format_outputs(request.served.call(request.signature, request.arrays), request.row)
 
 
 # ---- HTTP -----------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving clients expect
-    server_version = f"keras-resnet-serve/{__version__}"
-    timeout = 60  # seconds a silent client may hold a connection
+@tornado.web.stream_request_body
+class _Handler(tornado.web.RequestHandler):
+    """Every path and method: TF Serving's routes, JSON answers, the body-size rules."""
 
-    server: ModelServer
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
-    def do_GET(self):
-        self._handle()
+    def initialize(self, server: ModelServer) -> None:
+        self.server = server
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.too_large: str | None = None
+        self.refused = False
 
-    def do_POST(self):
-        self._handle()
+    def set_default_headers(self) -> None:
+        self.set_header("Server", SERVER_NAME)
+        self.set_header("Content-Type", "application/json")
 
-    def do_PUT(self):
-        self._handle()
+    def compute_etag(self) -> None:
+        return None  # answers are computed per request; no If-None-Match revalidation
 
-    do_DELETE = do_PATCH = do_PUT
+    def prepare(self) -> None:
+        # Runs once the headers are in, before any of the body is read: the place to refuse a
+        # body by its announced size (with Expect: 100-continue, before the client sends it).
+        limit = self.server.max_body_bytes
+        headers, connection = self.request.headers, self.request.connection
+        value = headers.get("Content-Length")
+        if value is None:
+            if "chunked" in headers.get("Transfer-Encoding", "").lower():
+                # Counted in data_received, which answers 413; Tornado's own limit, far above,
+                # would answer a bare 400.
+                connection.set_max_body_size(DRAIN_FACTOR * limit)
+            return
+        if not (value.isascii() and value.isdigit()):
+            # Tornado would refuse this header with a bare 400 when it reads the body; the
+            # client gets a JSON answer instead, and no body is read (the connection closes).
+            del headers["Content-Length"]
+            self._refuse(400, f"invalid Content-Length {value!r}")
+            return
+        length = int(value)
+        if length <= limit:
+            return
+        message = f"request body of {length} bytes exceeds the limit of {limit} bytes"
+        connection.set_max_body_size(length)
+        if length > DRAIN_FACTOR * limit or headers.get("Expect", "").lower() == "100-continue":
+            self._refuse(413, message)
+        else:
+            # Read and dropped: closing with unread data would make the kernel reset the
+            # connection, and the client might never see the answer.
+            self.too_large = message
 
-    def _handle(self) -> None:
-        self._body_done = False
+    def data_received(self, chunk: bytes) -> None:
+        if self.too_large is not None:
+            return
+        self.received += len(chunk)
+        if self.received > self.server.max_body_bytes:  # a chunked body past the limit
+            self.chunks.clear()
+            self._refuse(413, f"request body exceeds the limit of {self.server.max_body_bytes} bytes")
+            return
+        self.chunks.append(chunk)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answers before the body is read; Tornado then closes the connection."""
+        self.refused = True
+        self.set_header("Connection", "close")
+        self._send(status, {"error": message})
+
+    async def get(self, *args) -> None:
+        if self.refused:  # answered while the body came in (a chunked body past the limit)
+            return
         try:
-            status, payload = 200, self._route()
+            if self.too_large is not None:
+                raise RequestError(413, self.too_large)
+            status, payload = 200, await self._route()
         except RequestError as e:
             status, payload = e.status, {"error": e.message}
         except Exception as e:  # a bug must not take the server down; the client gets a 500
-            logger.exception("error while answering %s %s", self.command, self.path)
+            logger.exception("error while answering %s %s", self.request.method, self.request.uri)
             status, payload = 500, {"error": f"internal error: {type(e).__name__}: {e}"}
-        if not self._body_done:
-            try:
-                self._discard_body()
-            except RequestError:
-                self.close_connection = True
-        self._send_json(status, payload)
+        self._send(status, payload)
 
-    def _route(self) -> dict:
-        match = _ROUTE.match(urlsplit(self.path).path)
+    post = put = delete = patch = head = options = get
+
+    async def _route(self) -> dict | bytes:
+        path = self.request.path
+        match = _ROUTE.match(path)
         if not match:
-            raise RequestError(404, f"unknown path {self.path!r}; expected /v1/models/NAME[/versions/N][:predict]")
+            raise RequestError(404, f"unknown path {path!r}; expected /v1/models/NAME[/versions/N][:predict]")
         name, version, verb = unquote(match["name"]), match["version"], match["verb"]
         repository = self.server.repository
         if verb == ":predict":
             self._expect("POST")
-            return repository.predict(name, version, self._read_body())
+            headers = self.request.headers
+            if "Content-Length" not in headers and "chunked" not in headers.get("Transfer-Encoding", "").lower():
+                raise RequestError(411, "a Content-Length header is required")
+            return await self.server.predict(name, version, b"".join(self.chunks))
         if verb is not None and verb != "/metadata":
             raise RequestError(400, f"{verb[1:]!r} is not supported; these models answer :predict")
         self._expect("GET")
         return repository.find(name, version).metadata if verb else repository.status(name, version)
 
     def _expect(self, method: str) -> None:
-        if self.command != method:
-            raise RequestError(405, f"{self.command} is not allowed on {self.path}; use {method}")
+        if self.request.method != method:
+            raise RequestError(405, f"{self.request.method} is not allowed on {self.request.path}; use {method}")
 
-    def _content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        if value is None:
-            return None
-        if not value.strip().isdigit():
-            self.close_connection = True
-            raise RequestError(400, f"invalid Content-Length {value!r}")
-        return int(value)
+    def _send(self, status: int, payload: dict | bytes) -> None:
+        self.set_status(status)
+        self.finish(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
 
-    def _read_body(self) -> bytes:
-        self._body_done = True
-        length = self._content_length()
-        if length is None:
-            self.close_connection = True
-            raise RequestError(411, "a Content-Length header is required")
-        limit = self.server.max_body_bytes
-        if length > limit:
-            self._discard_body(length)
-            raise RequestError(413, f"request body of {length} bytes exceeds the limit of {limit} bytes")
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise RequestError(400, f"the request body ended after {len(body)} of {length} bytes")
-        return body
-
-    def _discard_body(self, length: int | None = None) -> None:
-        # Reading what the client sent keeps the connection in step; closing on unread data
-        # would make the kernel reset it and the client might never see the answer.
-        self._body_done = True
-        length = self._content_length() if length is None else length
-        if not length:
-            return
-        if length > 4 * self.server.max_body_bytes:
-            self.close_connection = True
-            return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
-            if not chunk:
-                self.close_connection = True
-                return
-            length -= len(chunk)
-
-    def handle_expect_100(self) -> bool:
-        length = self.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.server.max_body_bytes:
-            self.close_connection = True
-            self._send_json(413, {"error": f"request body of {length} bytes exceeds the limit of "
-                                           f"{self.server.max_body_bytes} bytes"})
-            return False
-        return super().handle_expect_100()
-
-    def send_error(self, code, message=None, explain=None):
-        # http.server's own errors (bad request line, unsupported method) are HTML; make them JSON.
-        self.close_connection = True
-        self._send_json(code, {"error": message or explain or HTTPStatus(code).phrase})
-
-    def _send_json(self, status: int, payload: dict) -> None:
-        body = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client left; nothing to answer
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        logger.debug("%s - %s", self.address_string(), format % args)
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # Tornado's own answers (a method it does not route, an uncaught error) are HTML by default.
+        if status_code == 405:
+            message = f"{self.request.method} is not supported; use GET or POST"
+        else:
+            try:
+                message = HTTPStatus(status_code).phrase
+            except ValueError:
+                message = f"status {status_code}"
+        self.finish(json.dumps({"error": message}).encode())
 
 
-class ModelServer(ThreadingHTTPServer):
-    """A threaded HTTP server over a :class:`ModelRepository`.
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    logger.debug("%s %s %s -> %d (%.1f ms)", handler.request.remote_ip, handler.request.method, handler.request.uri,
+                 handler.get_status(), 1e3 * handler.request.request_time())
+
+
+class ModelServer:
+    """An HTTP server over a :class:`ModelRepository`: Tornado's event loop in a background
+    thread for the connections, a pool of worker threads for the model calls.
+
+    The listening socket is bound here (``port=0`` is resolved at once, see :attr:`port`; a port
+    in use raises ``OSError``); :meth:`start` begins answering.
 
     Args:
         repository: the loaded models.
-        host: interface to bind. port: 0 picks a free port (see :attr:`port`).
+        host: interface to bind (default loopback only). port: 0 picks a free port.
         max_body_bytes: larger request bodies get 413.
+        workers: threads that run model calls (and parse and write the JSON).
+        idle_connection_timeout: seconds a client has to send a request's headers, the first
+            request included; also how long an idle keep-alive connection stays open.
+        body_timeout: seconds a client has to send a request's body.
+        batching: join concurrent requests to one signature into one call (see :class:`Batcher`).
+        max_batch_size, batch_timeout_micros: the batching parameters, as TF Serving's.
 
     Example:
     >>> with ModelServer(ModelRepository("saved_models"), port=0).start() as server:  # doctest: +SKIP
     ...     print(server.url)
     """
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
-        super().__init__((host, port), _Handler)
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, workers: int = DEFAULT_WORKERS,
+                 idle_connection_timeout: float = DEFAULT_IDLE_CONNECTION_TIMEOUT,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT, batching: bool = False,
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                 batch_timeout_micros: int = DEFAULT_BATCH_TIMEOUT_MICROS):
+        check_type("repository", repository, ModelRepository, "a ModelRepository")
+        _check_server_arguments(host, port, max_body_bytes, workers, idle_connection_timeout, body_timeout, batching,
+                                max_batch_size, batch_timeout_micros)
         self.repository = repository
+        self.host = host
         self.max_body_bytes = max_body_bytes
+        self.idle_connection_timeout = float(idle_connection_timeout)
+        self.body_timeout = float(body_timeout)
+        try:
+            self.sockets = tornado.netutil.bind_sockets(port, address=host, backlog=128)
+        except OSError as e:
+            hint = "; stop the server that holds it, or pick another port (0 picks a free one)" if port else ""
+            raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="keras-resnet-serve")
+        self.batcher = Batcher(self.executor, max_batch_size, batch_timeout_micros, workers) if batching else None
         self._thread: threading.Thread | None = None
+        self._loop: tornado.ioloop.IOLoop | None = None
+        self._stopping: asyncio.Event | None = None
         self._stop_requested = False
 
     @property
+    def socket(self):
+        """The (first) listening socket."""
+        return self.sockets[0]
+
+    @property
     def port(self) -> int:
-        return self.server_address[1]
+        return self.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
-        host = self.server_address[0]
-        return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{self.port}"
+        host = self.sockets[0].getsockname()[0]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    async def predict(self, name: str, version: str | None, payload: bytes) -> bytes:
+        """A ``:predict`` answer body, computed in the worker threads (joined with others when batching)."""
+        loop = asyncio.get_running_loop()
+        if self.batcher is None:
+            return await loop.run_in_executor(self.executor, self._predict, name, version, payload)
+        request = await loop.run_in_executor(self.executor, self.repository.parse, name, version, payload)
+        return await self.batcher.submit(request)
+
+    def _predict(self, name: str, version: str | None, payload: bytes) -> bytes:
+        return json.dumps(self.repository.predict(name, version, payload)).encode()
 
     def start(self) -> ModelServer:
-        """Serves in a background thread and returns at once."""
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="keras-resnet-serve", daemon=True)
+        """Serves in a background thread and returns once the event loop answers."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(ready),), name="keras-resnet-serve",
+                                        daemon=True)
         self._thread.start()
+        while not ready.wait(0.05):
+            if not self._thread.is_alive():
+                raise RuntimeError("the server's event loop ended while starting")
         return self
 
+    async def _serve(self, ready: threading.Event) -> None:
+        self._loop = tornado.ioloop.IOLoop.current()
+        self._stopping = asyncio.Event()
+        application = tornado.web.Application([(r".*", _Handler, {"server": self})], log_function=_log_request)
+        http = tornado.httpserver.HTTPServer(
+            application, idle_connection_timeout=self.idle_connection_timeout, body_timeout=self.body_timeout,
+            max_body_size=self.max_body_bytes, max_header_size=DEFAULT_MAX_HEADER_BYTES,
+        )
+        http.add_sockets(self.sockets)
+        ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            http.stop()  # closes the listening sockets
+            if self.batcher is not None:
+                self.batcher.cancel()
+            await http.close_all_connections()
+
     def stop(self) -> None:
-        """Stops serving and closes the socket."""
+        """Stops serving, closes the sockets and waits for the model calls under way."""
         if self._thread is not None:
-            self.shutdown()
+            if self._loop is not None and self._stopping is not None:
+                self._loop.add_callback(self._stopping.set)
             self._thread.join()
             self._thread = None
-        self.server_close()
-
-    def handle_error(self, request, client_address) -> None:
-        # A client that goes away mid-conversation (closing with an answer unread resets the
-        # connection) is routine, not a server fault worth a traceback on stderr.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            logger.debug("%s closed the connection: %s", client_address, sys.exc_info()[1])
-            return
-        super().handle_error(request, client_address)
+        for sock in self.sockets:
+            sock.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def request_stop(self) -> None:
         """Asks :meth:`wait` to stop the server and return; safe from a signal handler or any thread.
 
         A signal handler runs in the main thread between two of its bytecodes, possibly while it
-        holds a lock that ``shutdown()`` needs; so this only sets a flag, which :meth:`wait` polls.
+        holds a lock that stopping needs; so this only sets a flag, which :meth:`wait` polls.
         """
         self._stop_requested = True
 
@@ -534,6 +555,19 @@ class ModelServer(ThreadingHTTPServer):
         self.stop()
 
 
+def _check_server_arguments(host, port, max_body_bytes, workers, idle_connection_timeout, body_timeout, batching,
+                            max_batch_size, batch_timeout_micros) -> None:
+    check_type("host", host, str, "a host name or IP address")
+    check_int("port", port, 0, 65535)
+    check_int("max_body_bytes", max_body_bytes, 1)
+    check_int("workers", workers, 1, 1024)
+    check_float("idle_connection_timeout", idle_connection_timeout, 0, exclusive_minimum=True)
+    check_float("body_timeout", body_timeout, 0, exclusive_minimum=True)
+    check_bool("batching", batching)
+    check_int("max_batch_size", max_batch_size, 1)
+    check_int("batch_timeout_micros", batch_timeout_micros, 0)
+
+
 def serve(
     base: str | os.PathLike = "saved_models",
     port: int = DEFAULT_PORT,
@@ -541,6 +575,12 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     version_policy: str = "all",
     block: bool = True,
+    workers: int = DEFAULT_WORKERS,
+    idle_connection_timeout: float = DEFAULT_IDLE_CONNECTION_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    batching: bool = False,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    batch_timeout_micros: int = DEFAULT_BATCH_TIMEOUT_MICROS,
 ) -> ModelServer:
     """Serves the models under ``base`` over TF Serving's REST API.
 
@@ -552,6 +592,14 @@ def serve(
         version_policy: ``"all"`` versions, or only the ``"latest"`` of each model.
         block: serve until SIGINT (Ctrl+C) or SIGTERM, which stop the server cleanly; with False,
             serve in a background thread and return (stop it with ``stop()``).
+        workers: threads that run model calls (default 4).
+        idle_connection_timeout: seconds to send a request's headers; the idle keep-alive time.
+        body_timeout: seconds to send a request's body.
+        batching: join concurrent ``:predict`` requests to one signature into one call, as TF
+            Serving's ``--enable_batching``.
+        max_batch_size: the most examples in a joined call (default 32).
+        batch_timeout_micros: how long the first request of a batch waits for others while a
+            worker is free (default 0: batches form only while the workers are busy).
 
     Returns:
         The :class:`ModelServer` (already stopped when ``block`` is True).
@@ -562,12 +610,12 @@ def serve(
     'http://127.0.0.1:40135'
     >>> server.stop()  # doctest: +SKIP
     """
-    port = check_int("port", port, 0, 65535)
-    check_type("host", host, str, "a host name or IP address")
-    max_body_bytes = check_int("max_body_bytes", max_body_bytes, 1)
+    _check_server_arguments(host, port, max_body_bytes, workers, idle_connection_timeout, body_timeout, batching,
+                            max_batch_size, batch_timeout_micros)
     check_choice("version_policy", version_policy, VERSION_POLICIES, "'all' or 'latest'")
     check_bool("block", block)
-    server = ModelServer(ModelRepository(base, version_policy), host, port, max_body_bytes)
+    server = ModelServer(ModelRepository(base, version_policy), host, port, max_body_bytes, workers,
+                         idle_connection_timeout, body_timeout, batching, max_batch_size, batch_timeout_micros)
     if not block:
         return server.start()
     # The handlers go in before the serving thread starts, so no signal finds it unguarded.

@@ -104,6 +104,21 @@ def test_run_all_quick_smoke_runs_every_cpu_benchmark(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_serving_quick_run_serves_measures_and_stops_its_servers(tmp_path):
+    env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_serving.py"), "--quick"], capture_output=True,
+                          text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / "serving_cpu.json").read_text())
+    assert record["quick"] is True and record["server_exit_status"] == {"server": 0, "server --enable-batching": 0}
+    rows = {(r["candidate"], r["clients"]) for r in record["rows"] if r["variant"] == "pixels"}
+    assert rows == {(c, n) for c in ("in-process signature", "server", "server --enable-batching") for n in (1, 8, 16)}
+    assert all(r["requests"] > 0 for r in record["rows"])
+    goal = record["ratios"][0]
+    assert goal["goal"] == ">= 0.7" and goal["met"] is None and goal["value"] > 0  # a smoke run judges nothing
+
+
+@pytest.mark.slow
 def test_bench_gpu_code_runs_on_the_cpu_at_tiny_sizes(tmp_path):
     env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_gpu.py"), "--allow-cpu", "--quick"],

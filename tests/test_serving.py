@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import logging
 import os
 import queue
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -20,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from keras_resnet import export, serving
+from keras_resnet import images as image_files
 from keras_resnet.models import ResNet
 
 SHAPE = (8, 8, 1)
@@ -50,11 +55,51 @@ def models():
     return {1: tiny_model(1), 2: tiny_model(2)}
 
 
+def save_bytes_model(model, path):
+    """A SavedModel shaped as the exporter's: ``serving_default`` (float32 pixels ``images``) and
+    ``serving_bytes`` (``image_bytes``, tf.string [None], decoded as evaluation does), both with
+    the exporter's outputs; plus ``serving_echo``, whose ``image_bytes`` output returns its input."""
+    height, width, channels = SHAPE
+    fit = image_files.evaluation_fit((height, width))
+    names = tf.constant(NAMES)
+
+    def outputs(pixels):
+        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1)
+        top = tf.math.top_k(probabilities, k=len(NAMES))
+        return {"probabilities": probabilities, "class_id": class_id, "class_name": tf.gather(names, class_id),
+                "top_k_classes": tf.cast(top.indices, tf.int64), "top_k_probabilities": top.values}
+
+    @tf.autograph.experimental.do_not_convert
+    def decode_file(contents):
+        return image_files.decode(contents, channels, (height, width), fit)
+
+    def serve_pixels(images):
+        return outputs(images)
+
+    def serve_bytes(image_bytes):
+        pixels = tf.map_fn(decode_file, image_bytes, fn_output_signature=tf.TensorSpec(SHAPE, tf.uint8))
+        return outputs(tf.cast(pixels, tf.float32))
+
+    def echo(image_bytes):
+        return {"image_bytes": image_bytes, "length": tf.strings.length(image_bytes)}
+
+    functions = {
+        "serving_default": tf.function(serve_pixels).get_concrete_function(tf.TensorSpec([None, *SHAPE], tf.float32, name="images")),
+        "serving_bytes": tf.function(serve_bytes).get_concrete_function(tf.TensorSpec([None], tf.string, name="image_bytes")),
+        "serving_echo": tf.function(echo).get_concrete_function(tf.TensorSpec([None], tf.string, name="image_bytes")),
+    }
+    module = tf.Module()
+    module.weights = list({id(v): v for fn in functions.values() for v in fn.variables}.values())
+    tf.saved_model.save(module, str(path), signatures=functions)
+
+
 @pytest.fixture(scope="module")
 def base(models, tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
     for version, model in models.items():
         export.export_saved_model(model, base, "tiny", version=version, class_names=NAMES)
+    save_bytes_model(models[2], base / "tiny_bytes" / "1")
     # Neither a staging folder nor a failed export is a version.
     shutil.copytree(base / "tiny" / "1", base / "tiny" / "3.failed")
     shutil.copytree(base / "tiny" / "1", base / "tiny" / ".staging-4-abc")
@@ -275,6 +320,305 @@ def test_concurrent_clients(server, models, images):
     assert statuses.count(200) == 1440 and statuses.count(400) == 160
 
 
+# ---- binary data (b64), as TF Serving's REST API carries it ------------------------------------
+
+def png(pixels) -> bytes:
+    return tf.io.encode_png(tf.constant(pixels, tf.uint8)).numpy()
+
+
+def b64(data: bytes) -> dict:
+    return {"b64": base64.b64encode(data).decode()}
+
+
+@pytest.fixture(scope="module")
+def files(images):
+    return [png(image) for image in images.astype("uint8")]
+
+
+def test_image_files_as_b64_in_every_format_predict_like_the_pixels(server, models, images, files):
+    expected = models[2].predict(images, verbose=0)
+    path = "/v1/models/tiny_bytes:predict"
+    bodies = [
+        {"instances": [b64(f) for f in files]},
+        {"instances": [{"image_bytes": b64(f)} for f in files]},
+        {"inputs": {"image_bytes": [b64(f) for f in files]}},
+        {"inputs": [b64(f) for f in files]},
+    ]
+    answers = []
+    for body in bodies:
+        status, answer = request(server, "POST", path, {"signature_name": "serving_bytes", **body})
+        assert status == 200, answer
+        answers.append(answer["predictions"] if "predictions" in answer else
+                       [dict(zip(answer["outputs"], v)) for v in zip(*answer["outputs"].values())])
+    for predictions in answers:
+        np.testing.assert_allclose([p["probabilities"] for p in predictions], expected, atol=1e-5)
+        assert [p["class_name"] for p in predictions] == [NAMES[i] for i in expected.argmax(-1)]
+    pixels = request(server, "POST", path, {"instances": images.tolist()})[1]["predictions"]
+    assert [p["class_id"] for p in pixels] == [p["class_id"] for p in answers[0]]
+
+
+def test_the_exporters_bytes_signature_answers_b64_files(server, models, images, files):
+    # export_saved_model's own serving_bytes (on the tiny models): the contract this server meets.
+    served = server.repository.find("tiny")
+    if "serving_bytes" not in served.signatures:
+        pytest.skip("this exporter writes no serving_bytes signature")
+    body = {"signature_name": "serving_bytes", "instances": [{"image_bytes": b64(f)} for f in files]}
+    status, answer = request(server, "POST", "/v1/models/tiny:predict", body)
+    assert status == 200, answer
+    np.testing.assert_allclose([p["probabilities"] for p in answer["predictions"]],
+                               models[2].predict(images, verbose=0), atol=1e-5)
+
+
+def test_string_outputs_named_bytes_come_back_as_b64_and_plain_strings_are_utf8(server):
+    data = [b"\x00\xff\x00", b"", b"caf\xc3\xa9\x00"]
+    body = {"signature_name": "serving_echo", "instances": [b64(d) for d in data] + ["café"]}
+    status, answer = request(server, "POST", "/v1/models/tiny_bytes:predict", body)
+    assert status == 200
+    assert [base64.b64decode(p["image_bytes"]["b64"]) for p in answer["predictions"]] == [*data, "café".encode()]
+    assert [p["length"] for p in answer["predictions"]] == [3, 0, 6, 5]
+    # Other string outputs are text, as before.
+    status, answer = request(server, "POST", "/v1/models/tiny:predict", {"instances": GOOD})
+    assert answer["predictions"][0]["class_name"] in NAMES
+
+
+def test_metadata_shows_the_bytes_signature(server):
+    status, body = request(server, "GET", "/v1/models/tiny_bytes/metadata")
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_bytes"]
+    assert signature["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+    assert set(signature["outputs"]) == {"probabilities", "class_id", "class_name", "top_k_classes", "top_k_probabilities"}
+
+
+BYTES = "/v1/models/tiny_bytes:predict"
+BAD_BINARY = [
+    ({"instances": [{"b64": "aGk="}, {"b64": "not base64!"}]}, "instance 1 of input 'image_bytes': malformed b64"),
+    ({"inputs": {"image_bytes": [{"b64": "aGk="}, {"b64": "aGk"}]}}, "instance 1 of input 'image_bytes': malformed b64"),
+    ({"instances": [{"b64": 5}]}, 'instance 0 of input \'image_bytes\': "b64" must hold a base64 string; received int'),
+    ({"instances": [1.5]}, "instance 0 of input 'image_bytes' must hold {\"b64\": \"...\"} objects or strings; received float"),
+    ({"instances": [{"b64": "aGk=", "x": 1}]}, "every instance must name the inputs ['image_bytes']"),
+    ({"inputs": [[{"b64": "aGk="}]]}, "must have shape [batch] (string); received shape [1, 1]"),
+    ({"inputs": [[{"b64": "aGk="}], {"b64": "aGk="}]}, "ragged"),
+]
+
+
+@pytest.mark.parametrize("body,message", BAD_BINARY, ids=[m[:40] for _, m in BAD_BINARY])
+def test_malformed_binary_inputs_get_400_naming_the_instance(server, body, message):
+    status, answer = request(server, "POST", BYTES, {"signature_name": "serving_bytes", **body})
+    assert status == 400 and message in answer["error"], answer
+
+
+def test_an_image_the_signature_cannot_decode_is_a_400_naming_it(server, files):
+    body = {"signature_name": "serving_bytes", "instances": [b64(files[0]), b64(files[1]), b64(b"not an image")]}
+    status, answer = request(server, "POST", BYTES, body)
+    assert status == 400, answer
+    assert answer["error"].startswith("instance 2: the signature 'serving_bytes' cannot use it: ")
+    assert "image" in answer["error"].lower() and "[[" not in answer["error"]
+    body["instances"] = [b64(files[0][:30])]  # a truncated PNG
+    status, answer = request(server, "POST", BYTES, body)
+    assert status == 400 and answer["error"].startswith("instance 0: "), answer
+
+
+# ---- the wire: body sizes, Expect, timeouts, slow clients --------------------------------------
+
+def raw(port, data: bytes) -> bytes:
+    """Sends ``data`` on a fresh connection and reads until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def predict_head(length, *extra: str) -> bytes:
+    lines = ["POST /v1/models/tiny:predict HTTP/1.1", "Host: x", f"Content-Length: {length}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_an_over_limit_body_is_drained_and_refused_and_the_connection_kept(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    status, answer = request(server, "POST", "/v1/models/tiny:predict", b" " * (3 * MAX_BODY), connection=connection)
+    assert status == 413 and "exceeds the limit" in answer["error"]
+    assert connection.sock is not None  # kept open: the body was read and dropped
+    assert request(server, "POST", "/v1/models/tiny:predict", {"instances": GOOD}, connection=connection)[0] == 200
+
+
+def test_a_far_over_limit_body_is_refused_and_the_connection_closed(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    answer = raw(server.port, predict_head(100 * MAX_BODY))  # announced, never sent
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in answer
+    assert b"exceeds the limit" in answer and b"100 Continue" not in answer
+    assert answer.count(b"HTTP/1.1") == 1  # nothing of Tornado's own after the answer
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def test_expect_100_continue_within_the_limit_gets_100_then_the_answer(server):
+    body = json.dumps({"instances": GOOD}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock:
+        sock.sendall(predict_head(len(body), "Expect: 100-continue"))
+        interim = sock.recv(100)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        answer = b""
+        while b"predictions" not in answer or not answer.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_invalid_content_length_and_unknown_methods_get_json(server):
+    answer = raw(server.port, predict_head("12abc"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body) == {"error": "invalid Content-Length '12abc'"}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("FOO", "/v1/models/tiny")
+    response = connection.getresponse()
+    assert response.status == 405 and response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read()) == {"error": "FOO is not supported; use GET or POST"}
+
+
+def test_chunked_bodies_are_read_and_limited(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = json.dumps({"instances": GOOD}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", "/v1/models/tiny:predict", body=iter([body[:10], body[10:]]))  # chunked
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["predictions"]
+    connection.request("POST", "/v1/models/tiny:predict", body=iter([b" " * MAX_BODY, b" "]))
+    response = connection.getresponse()
+    assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
+    connection.close()
+    assert request(server, "GET", "/v1/models/tiny")[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+def test_silent_and_slow_clients_are_timed_out_and_hold_no_worker(server):
+    own = serving.ModelServer(server.repository, port=0, workers=1, idle_connection_timeout=0.5,
+                              body_timeout=0.5).start()
+    try:
+        # Clients that stall in their headers or their body, more of them than workers ...
+        stalled = []
+        for data in (b"", b"POST /v1/models/tiny:predict HTTP/1.1\r\nHo", predict_head(100) + b"{"):
+            sock = socket.create_connection(("127.0.0.1", own.port), timeout=PATIENCE)
+            sock.sendall(data)
+            stalled.append(sock)
+        # ... hold no worker: another client is answered meanwhile ...
+        connection = http.client.HTTPConnection("127.0.0.1", own.port, timeout=PATIENCE)
+        assert request(own, "POST", "/v1/models/tiny:predict", {"instances": GOOD}, connection=connection)[0] == 200
+        # ... and each is closed when its timeout passes; so is an idle keep-alive connection.
+        for sock in [*stalled, connection.sock]:
+            assert sock.recv(1) == b""
+            sock.close()
+    finally:
+        own.stop()
+
+
+def test_a_port_in_use_is_a_clear_error(server):
+    with pytest.raises(OSError, match=rf"cannot listen on 127\.0\.0\.1:{server.port}: .*another port"):
+        serving.ModelServer(server.repository, port=server.port)
+
+
+# ---- batching ---------------------------------------------------------------------------------
+
+def concurrently(calls):
+    results = [None] * len(calls)
+
+    def run(i):
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=PATIENCE)  # a bound for a hang
+    assert not any(thread.is_alive() for thread in threads), "clients hung"
+    return results
+
+
+def test_batching_joins_concurrent_requests_into_one_call(server, models, images, files):
+    expected = models[2].predict(images[:4], verbose=0)
+    # A batch that only closes when full (the timeout is a bound for a hang): four requests, one call.
+    own = serving.ModelServer(server.repository, port=0, batching=True, max_batch_size=4,
+                              batch_timeout_micros=PATIENCE * 10**6).start()
+    try:
+        answers = concurrently([
+            (lambda i=i: request(own, "POST", "/v1/models/tiny:predict", {"instances": images[i:i + 1].tolist()}))
+            for i in range(4)
+        ])
+        assert own.batcher.batches == 1 and own.batcher.requests == 4
+        for i, (status, body) in enumerate(answers):
+            assert status == 200
+            np.testing.assert_allclose(body["predictions"][0]["probabilities"], expected[i], atol=1e-5)
+        # One undecodable image fails the joined call; the others are answered all the same.
+        bodies = [[files[0]], [b"not an image"], [files[2], files[3]]]
+        answers = concurrently([
+            (lambda b=b: request(own, "POST", BYTES, {"signature_name": "serving_bytes", "instances": [b64(f) for f in b]}))
+            for b in bodies
+        ])
+        assert own.batcher.batches == 2
+        assert [status for status, _ in answers] == [200, 400, 200]
+        assert answers[1][1]["error"].startswith("instance 0: the signature 'serving_bytes' cannot use it")
+        np.testing.assert_allclose([p["probabilities"] for p in answers[2][1]["predictions"]], expected[2:], atol=1e-5)
+    finally:
+        own.stop()
+
+
+def test_batching_with_the_default_timeout_answers_at_once_and_alike(server, models, images):
+    own = serving.ModelServer(server.repository, port=0, batching=True).start()
+    try:
+        expected = models[2].predict(images, verbose=0).argmax(-1)
+        answers = concurrently([
+            (lambda i=i: request(own, "POST", "/v1/models/tiny:predict", {"instances": images[i:i + 1].tolist()}))
+            for i in range(len(images))
+        ] + [lambda: request(own, "POST", "/v1/models/tiny:predict", {"instances": [[[[1e39]] * 8] * 8]})])
+        assert [body["predictions"][0]["class_id"] for _, body in answers[:-1]] == expected.tolist()
+        assert answers[-1][0] == 400
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["plain", "batching"])
+def test_stopping_a_server_with_a_call_under_way_is_quiet(server, batching, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    own = serving.ModelServer(server.repository, port=0, batching=batching).start()
+    started, release = threading.Event(), threading.Event()
+    run = serving.ServedVersion.run
+
+    def held(self, *args):
+        started.set()
+        release.wait(PATIENCE)
+        return run(self, *args)
+
+    monkeypatch.setattr(serving.ServedVersion, "run", held)
+    outcome = []
+
+    def client():
+        try:
+            outcome.append(request(own, "POST", "/v1/models/tiny:predict", {"instances": GOOD})[0])
+        except (ConnectionError, http.client.HTTPException) as e:
+            outcome.append(type(e).__name__)
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    assert started.wait(PATIENCE)
+    stopper = threading.Thread(target=own.stop, daemon=True)
+    stopper.start()
+    while own.socket.fileno() != -1 and stopper.is_alive():  # the event loop is closing
+        stopper.join(0.01)
+    release.set()
+    stopper.join(PATIENCE)
+    thread.join(PATIENCE)
+    assert not stopper.is_alive() and not thread.is_alive()
+    assert outcome and outcome[0] != 200  # dropped, as documented
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info], caplog.text
+
+
 # ---- loading and the command ----------------------------------------------------------------
 
 def test_latest_policy_and_ignored_folders(base):
@@ -339,19 +683,57 @@ def test_wait_stops_on_a_signal_and_puts_the_previous_handler_back(server, signu
     assert signal.getsignal(signum) is before
 
 
-def test_a_client_that_resets_its_connection_leaves_no_traceback(server, capsys):
-    # What socketserver does when a handler thread fails, here with the reset a client causes
-    # by closing a connection whose answer it has not read.
+def reset(sock):
+    """Closes a socket with a TCP reset (SO_LINGER 0), as a client that goes away abruptly."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_clients_that_reset_their_connection_leave_no_traceback(server, monkeypatch, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    own = serving.ModelServer(server.repository, port=0, workers=1).start()
+    started, release = threading.Event(), threading.Event()
+    predict = server.repository.predict
+
+    def held(*args):
+        started.set()
+        release.wait(PATIENCE)
+        return predict(*args)
+
+    monkeypatch.setattr(server.repository, "predict", held)
     try:
-        raise ConnectionResetError(104, "Connection reset by peer")
-    except ConnectionResetError:
-        server.handle_error(None, ("127.0.0.1", 40000))
-    assert capsys.readouterr().err == ""
-    try:
+        body = json.dumps({"instances": GOOD}).encode()
+        head = f"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        # Gone while its answer is computed: the answer is written to a reset connection.
+        answered_late = socket.create_connection(("127.0.0.1", own.port), timeout=PATIENCE)
+        answered_late.sendall(head + body)
+        assert started.wait(PATIENCE)
+        reset(answered_late)
+        release.set()
+        # Gone in the middle of a body, and in the middle of the headers.
+        for data in (head + body[:10], head[:20]):
+            sock = socket.create_connection(("127.0.0.1", own.port), timeout=PATIENCE)
+            sock.sendall(data)
+            reset(sock)
+        # With one worker, this answer comes after the held one was written (or found the reset).
+        assert request(own, "POST", "/v1/models/tiny:predict", {"instances": GOOD})[0] == 200
+    finally:
+        release.set()
+        own.stop()
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not problems, [r.getMessage() for r in problems]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_fault_in_the_server_is_a_500_and_logged_with_its_traceback(server, monkeypatch, caplog):
+    def broken(*args):
         raise RuntimeError("a real fault")
-    except RuntimeError:
-        server.handle_error(None, ("127.0.0.1", 40000))
-    assert "RuntimeError: a real fault" in capsys.readouterr().err  # real faults still show
+
+    monkeypatch.setattr(server.repository, "predict", broken)
+    status, answer = request(server, "POST", "/v1/models/tiny:predict", {"instances": GOOD})
+    assert status == 500 and answer == {"error": "internal error: RuntimeError: a real fault"}
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert record.levelno == logging.ERROR and "RuntimeError: a real fault" in caplog.text
 
 
 def test_request_stop_from_another_thread_ends_wait(server):
@@ -405,6 +787,59 @@ class Command:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+BAD_FLAGS = [
+    (["--workers", "0"], "--workers must be an integer >= 1; received 0"),
+    (["--max-batch-size", "-3"], "--max-batch-size must be an integer >= 1; received -3"),
+    (["--batch-timeout-micros", "-1"], "--batch-timeout-micros must be an integer >= 0; received -1"),
+    (["--idle-timeout", "0"], "--idle-timeout must be a number of seconds > 0; received 0.0"),
+    (["--body-timeout", "nan"], "--body-timeout must be a number of seconds > 0; received nan"),
+    (["--port", "70000"], "--port must be an integer in [0, 65535]; received 70000"),
+    (["--max-body-mb", "0"], "--max-body-mb must be an integer >= 1; received 0"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_FLAGS, ids=[f[0] for f, _ in BAD_FLAGS])
+def test_serve_command_checks_its_numbers_before_loading_anything(base, flags, message, capsys):
+    from keras_resnet import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", str(base), *flags])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and message in err
+    assert "loading" not in out
+
+
+def test_serve_command_names_a_port_in_use(server, base, capsys):
+    from keras_resnet import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", str(base), "--port", str(server.port)])
+    assert exit_info.value.code == 2
+    assert f"cannot listen on 127.0.0.1:{server.port}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_command_with_batching_answers_b64_images(base, files, models, images):
+    command = Command("serve", str(base), "--port", "0", "--enable-batching", "--workers", "2", "--max-batch-size", "8")
+    try:
+        serving_line = command.wait_for_line("serving ")
+        assert "with 2 worker threads; batching up to 8 examples" in serving_line
+        port = int(re.search(r"at http://127\.0\.0\.1:(\d+)", serving_line).group(1))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
+        body = json.dumps({"signature_name": "serving_bytes", "instances": [b64(f) for f in files]})
+        connection.request("POST", "/v1/models/tiny_bytes:predict", body=body)
+        response = connection.getresponse()
+        predictions = json.loads(response.read())["predictions"]
+        assert [p["class_id"] for p in predictions] == models[2].predict(images, verbose=0).argmax(-1).tolist()
+        connection.close()
+        command.process.send_signal(signal.SIGTERM)
+        status, stdout, stderr = command.finish()
+    finally:
+        command.kill()
+    assert status == 0 and stdout.splitlines()[-1:] == ["stopped"], stdout + stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.slow

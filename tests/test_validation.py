@@ -353,6 +353,12 @@ BAD_ARGUMENTS = [
     ("serve", _serve(max_body_bytes=1.5), "received max_body_bytes=1.5"),
     ("serve", _serve(version_policy="newest"), "received version_policy='newest'"),
     ("serve", _serve(block="no"), "received block='no'"),
+    ("serve", _serve(workers=0), "workers must be an integer in [1, 1024]; received workers=0"),
+    ("serve", _serve(idle_connection_timeout=0), "received idle_connection_timeout=0"),
+    ("serve", _serve(body_timeout=float("inf")), "received body_timeout=inf"),
+    ("serve", _serve(batching="yes"), "received batching='yes'"),
+    ("serve", _serve(max_batch_size=0), "received max_batch_size=0"),
+    ("serve", _serve(batch_timeout_micros=-1), "received batch_timeout_micros=-1"),
     ("serve", lambda t, m: serving.ModelRepository(None), "received base=None"),
     ("serve", lambda t, m: serving.ModelRepository(t, version_policy="oldest"), "received version_policy='oldest'"),
 ]
