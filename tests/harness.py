@@ -62,3 +62,13 @@ def run_model_test(model_fn, tmp_path, expected_output_shape, save=True, dataset
         assert type(restored) is type(model)
         np.testing.assert_array_equal(restored.predict(x, verbose=0), y)
     return model
+
+
+def forbid_calls(monkeypatch, *targets):
+    """Makes each ``(owner, name)`` in ``targets`` fail the test when called: for tests that bad
+    arguments are refused before any expensive work (saving, converting) starts."""
+    def boom(*args, **kwargs):
+        raise AssertionError("expensive work started before validation finished")
+
+    for owner, name in targets:
+        monkeypatch.setattr(owner, name, boom)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness import band_images
+from harness import band_images, forbid_calls
 from PIL import Image
 
 import keras_resnet.data
@@ -59,11 +59,7 @@ def exported(trained, tmp_path_factory):
 @pytest.fixture
 def no_expensive_work(monkeypatch):
     """Fails the test if saving or converting starts: validation must come first."""
-    def boom(*args, **kwargs):
-        raise AssertionError("expensive work started before validation finished")
-
-    monkeypatch.setattr(export, "_save_module", boom)
-    monkeypatch.setattr(export, "convert_saved_model", boom)
+    forbid_calls(monkeypatch, (export, "_save_module"), (export, "convert_saved_model"))
 
 
 # ---- export_all ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from harness import band_images
+from harness import band_images, forbid_calls
 from PIL import Image
 
 from keras_resnet import cli, export, litert, onnx_export, verification
@@ -60,11 +60,7 @@ def onnx_file(trained, tmp_path_factory):
 @pytest.fixture
 def no_conversion(monkeypatch):
     """Fails the test if the conversion starts: validation must come first."""
-    def boom(*args, **kwargs):
-        raise AssertionError("conversion started before validation finished")
-
-    monkeypatch.setattr(onnx_export, "convert", boom)
-    monkeypatch.setattr(export, "_save_module", boom)
+    forbid_calls(monkeypatch, (onnx_export, "convert"), (export, "_save_module"))
 
 
 # ---- the file ---------------------------------------------------------------------------------

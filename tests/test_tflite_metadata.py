@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from harness import band_images
+from harness import band_images, forbid_calls
 
 from keras_resnet import cli, export, tflite_metadata
 from keras_resnet.images import read_image_file
@@ -159,11 +159,7 @@ def test_grey_input_file_is_refused(tmp_path):
      "received int8_io='int8'"),
 ])
 def test_bad_metadata_arguments_fail_before_any_work(small_file, tmp_path, monkeypatch, call, message):
-    def boom(*args, **kwargs):
-        raise AssertionError("expensive work started before validation finished")
-
-    monkeypatch.setattr(export, "_save_module", boom)
-    monkeypatch.setattr(export, "convert_saved_model", boom)
+    forbid_calls(monkeypatch, (export, "_save_module"), (export, "convert_saved_model"))
     with pytest.raises(ValueError, match=message):
         call(small_file[0], tmp_path)
 
