@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# --durations: the slowest tests, in every run's log (to keep the suite under its budget).
+PYTEST_ARGS ?= --durations=15
 # Test processes (pytest-xdist): two keep both cores of a 2-core machine busy.
 PYTEST_WORKERS ?= 2
 
@@ -30,7 +31,7 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
-# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 15 min).
+# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 17 min).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
