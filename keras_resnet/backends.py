@@ -42,6 +42,18 @@ def requested_backend() -> str:
     return name
 
 
+def current_backend() -> str:
+    """The backend of the Keras imported in this process, else the one ``KERAS_BACKEND`` asks for.
+
+    Example:
+    >>> current_backend() in BACKENDS
+    True
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return requested_backend()
+
+
 def select_backend(name: str | None = None) -> str:
     """Makes ``name`` the Keras backend of this process, before Keras is imported.
 

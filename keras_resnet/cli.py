@@ -229,9 +229,14 @@ def _cmd_train(args) -> int:
         steps_per_execution=args.steps_per_execution, strategy=args.strategy,
         tensorboard=args.tensorboard, weights=args.weights, freeze_epochs=args.freeze_epochs,
         unfreeze=_unfreeze(args.unfreeze), finetune_lr_factor=args.finetune_lr_factor,
-        freeze_batchnorm=args.freeze_batchnorm,
+        freeze_batchnorm=args.freeze_batchnorm, num_processes=args.num_processes, process_id=args.process_id,
+        coordinator=args.coordinator,
     ).validate()
     check_dataset(args.dataset, args.data_dir)
+    from keras_resnet import distributed
+
+    cluster = distributed.resolve(config)
+    distributed.check_backend(cluster, backend)
     overrides = model_overrides(args)
     if args.weights is not None and args.weights.endswith(".keras") and args.model is not None:
         raise UsageError(f"--model {args.model} does not apply with --weights {args.weights}: the architecture "
@@ -265,7 +270,10 @@ def _cmd_train(args) -> int:
         "test accuracy": round(m["test_accuracy"], 4), "test loss": round(m["test_loss"], 4),
         "params": m["params"], "seconds": round(m["seconds"], 1),
     }])
-    print(f"\nwritten to {args.out}: model.keras, history.csv, curves.png, metrics.json")
+    if m["device"].get("is_chief", True):
+        print(f"\nwritten to {args.out}: model.keras, history.csv, curves.png, metrics.json")
+    else:
+        print(f"\nprocess {cluster.process_id} of {cluster.num_processes}: process 0 writes {args.out}")
     return 0
 
 
@@ -657,6 +665,14 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default=c.strategy,
                    help="tensorflow only; default: multi_worker with TF_CONFIG, mirrored with several GPUs")
     p.add_argument("--tensorboard", action="store_true", default=c.tensorboard, help="write TensorBoard logs to OUT/logs")
+    g = p.add_argument_group("several processes (jax: keras.distribution, data parallel; see docs/backends.md)")
+    g.add_argument("--num-processes", type=int, metavar="N",
+                   help="processes of the run, each started with the same command and its own --process-id "
+                   "(default: KERAS_DISTRIBUTION_NUM_PROCESSES, else 1); --batch-size stays the global batch")
+    g.add_argument("--process-id", type=int, metavar="I",
+                   help="this process's rank in [0, N); process 0 writes --out (default: KERAS_DISTRIBUTION_PROCESS_ID)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address, where it listens (default: KERAS_DISTRIBUTION_JOB_ADDRESSES)")
     p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
     p.add_argument("--progress", type=int, choices=(0, 1, 2), default=1,
                    help="Keras output: 0 none, 1 progress bars (default), 2 one line per epoch")

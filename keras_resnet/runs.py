@@ -40,6 +40,9 @@ from keras_resnet import fileio
 
 OUTPUTS = ("state.json", "history.csv", "model.keras", "metrics.json", "curves.png", "skipped_files.txt")
 STATE_FORMAT = 1
+# Settings that change no result: a run resumes with other values (another process count, another
+# coordinator; the global batch is what the recipe sees).
+NOT_IN_SIGNATURE = ("tensorboard", "num_processes", "process_id", "coordinator")
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,8 +56,8 @@ def signature(model: Any, overrides: dict, dataset: str, config: Any) -> dict:
         model: a preset name, or a ``keras.Model`` (identified by its name).
         overrides: the preset's ``ResNet`` overrides.
         dataset: the dataset's name.
-        config: a :class:`keras_resnet.training.TrainConfig` (``tensorboard`` is left out: it
-            changes no result).
+        config: a :class:`keras_resnet.training.TrainConfig` (``tensorboard`` and the process
+            settings are left out: they change no result).
 
     Returns:
         A dict as ``state.json`` holds it (values JSON-normalised, so a reloaded signature
@@ -68,17 +71,19 @@ def signature(model: Any, overrides: dict, dataset: str, config: Any) -> dict:
     return json.loads(json.dumps({
         "model": model if isinstance(model, str) else getattr(model, "name", "model"),
         "overrides": overrides, "dataset": dataset,
-        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "tensorboard"},
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_IN_SIGNATURE},
     }, default=str))
 
 
-def prepare(out: Path, signature: dict, overwrite: bool) -> dict:
+def prepare(out: Path, signature: dict, overwrite: bool, create: bool = True) -> dict:
     """Checks ``out`` against ``signature``, creates it, and returns the run's state.
 
     Args:
         out: the run's folder (it may not exist yet).
         signature: from :func:`signature`.
         overwrite: delete a previous run's files (finished or not) and start afresh.
+        create: False checks ``out`` and returns the state without deleting or creating
+            anything (what processes other than process 0 of a multi-process run do).
 
     Returns:
         The state dict (``signature``, ``finished``, ``history``, ``best``, ``sessions``): the
@@ -96,7 +101,9 @@ def prepare(out: Path, signature: dict, overwrite: bool) -> dict:
     """
     state = _read_state(out / "state.json")
     leftovers = [n for n in OUTPUTS if (out / n).exists()] + (["backup"] if (out / "backup").exists() else [])
-    if overwrite:
+    if overwrite and not create:
+        state = None
+    elif overwrite:
         for name in leftovers + (["logs"] if (out / "logs").exists() else []):
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -114,7 +121,8 @@ def prepare(out: Path, signature: dict, overwrite: bool) -> dict:
             f"out {str(out)!r} holds an unfinished run with other settings ({diff}); rerun with "
             "the same settings to resume it, or choose another folder, or overwrite"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     if state is None:
         state = {"format": STATE_FORMAT, "signature": signature, "finished": False, "history": [], "best": None, "sessions": []}
     return state

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from keras_resnet import finetune, runs
+from keras_resnet import distributed, finetune, runs
 from keras_resnet.data import AUGMENTATIONS, DIGITS, check_dataset
 from keras_resnet.folders import BAD_FILE_POLICIES
 from keras_resnet.presets import PRESET_NAMES
@@ -128,6 +128,11 @@ class TrainConfig:
             for several GPUs, multi-worker when ``TF_CONFIG`` names a cluster (of one worker:
             Keras 3.15's fit fails with more, keras-team/keras#20585, so that is refused).
         tensorboard: write TensorBoard logs to ``out/logs``.
+        num_processes, process_id, coordinator: multi-process data-parallel training on the
+            JAX backend (:mod:`keras_resnet.distributed`): this process's rank in
+            ``[0, num_processes)`` and process 0's ``HOST:PORT``; default: Keras's
+            ``KERAS_DISTRIBUTION_*`` variables, else one process. ``batch_size`` stays the
+            global batch. Only process 0 writes ``out``.
 
     Example:
     >>> TrainConfig(epochs=5, batch_size=64).validate().resolved_lr(64)
@@ -164,6 +169,9 @@ class TrainConfig:
     steps_per_execution: int | None = None
     strategy: str | None = None
     tensorboard: bool = False
+    num_processes: int | None = None
+    process_id: int | None = None
+    coordinator: str | None = None
 
     def __post_init__(self):
         # A bad setting fails where it is written, not epochs later where it is used.
@@ -198,6 +206,13 @@ class TrainConfig:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {str(self.data_dir)!r} does not exist or is not a folder")
         finetune.check_config(self)
+        check_int("num_processes", self.num_processes, 1, optional=True)
+        check_int("process_id", self.process_id, 0, optional=True)
+        if self.num_processes is not None and self.process_id is not None and self.process_id >= self.num_processes:
+            raise ValueError(f"process_id must be in [0, num_processes) = [0, {self.num_processes}); "
+                             f"received process_id={self.process_id}")
+        if self.coordinator is not None:
+            distributed.check_coordinator(self.coordinator)
         return self
 
     def resolved_lr(self, batch_size: int) -> float:
@@ -296,7 +311,7 @@ def device_settings(config: TrainConfig | None = None, params: int | None = None
 
     Returns:
         A dict: ``backend``, ``device``, ``gpus``, ``gpu_names``, ``strategy``,
-        ``mixed_precision``, ``jit_compile``, ``steps_per_execution``, ``is_chief``.
+        ``mixed_precision``, ``jit_compile``, ``steps_per_execution``, ``is_chief``, ``processes``.
 
     Example:
     >>> device_settings()["device"] in ("CPU", "GPU")
@@ -339,10 +354,13 @@ def device_settings(config: TrainConfig | None = None, params: int | None = None
         spe = min(32, steps_per_epoch or 32) if gpus and small else 1
     chief_type = "chief" if "chief" in cluster else "worker"
     is_chief = not cluster or (task.get("type", chief_type) == chief_type and int(task.get("index", 0)) == 0)
+    processes = 1
+    if backend == "jax":  # keras.distribution's processes (distributed.initialize)
+        processes, is_chief = jax.process_count(), jax.process_index() == 0
     return {
         "backend": backend, "device": "GPU" if gpus else "CPU", "gpus": len(gpus), "gpu_names": names,
         "strategy": strategy, "mixed_precision": bool(mixed), "jit_compile": bool(jit),
-        "steps_per_execution": int(spe), "is_chief": bool(is_chief),
+        "steps_per_execution": int(spe), "is_chief": bool(is_chief), "processes": int(processes),
     }
 
 
@@ -368,8 +386,10 @@ def check_cluster(config: TrainConfig | None = None) -> int:
             f"TF_CONFIG names a cluster of {workers} workers, but Keras 3's Model.fit fails under "
             "MultiWorkerMirroredStrategy with more than one worker (keras-team/keras#20585, open as "
             "of Keras 3.15). Training on several machines works through Keras's own distribution API "
-            "on the JAX backend instead (KERAS_BACKEND=jax, keras.distribution.initialize and "
-            "DataParallel; see docs/backends.md); unset TF_CONFIG for that. Or train on one machine "
+            "on the JAX backend instead: unset TF_CONFIG and run `keras-resnet train --backend jax "
+            "--num-processes N --process-id I --coordinator HOST:PORT` on each machine (or set "
+            "KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID and "
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES; see docs/backends.md). Or train on one machine "
             "(MirroredStrategy uses all its GPUs), or pass strategy='multi_worker' (--strategy "
             "multi_worker) with a Keras that has the fix"
         )
@@ -610,26 +630,65 @@ def train(
         # Resolved, so that None (the default) and True resume each other's run.
         signature["config"]["freeze_batchnorm"] = finetune.resolved_freeze_batchnorm(config)
 
-    temporary = None
+    cluster = distributed.resolve(config)
+    if cluster is not None:
+        from keras_resnet.backends import current_backend
+
+        distributed.check_backend(cluster, current_backend())
+        batch = dataset.batch_size if isinstance(dataset, Dataset) else config.batch_size or PAPER_BATCH_SIZE
+        if batch % cluster.num_processes:
+            raise ValueError(f"the global batch size ({batch}) must divide evenly between the "
+                             f"{cluster.num_processes} processes; received batch_size={batch}")
+
+    temporaries = []
     if out is None:
-        temporary = tempfile.TemporaryDirectory(prefix="keras-resnet-")
-        out_dir = Path(temporary.name)
+        temporaries.append(tempfile.TemporaryDirectory(prefix="keras-resnet-"))
+        out_dir = Path(temporaries[-1].name)
     else:
         out_dir = Path(out)
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"out {str(out)!r} exists and is not a folder")
-    state = runs.prepare(out_dir, signature, overwrite)
     try:
+        write_dir = None
+        if cluster is None:
+            state = runs.prepare(out_dir, signature, overwrite)
+        else:
+            state, write_dir = _prepare_processes(cluster, out_dir, signature, overwrite, temporaries)
         return _train(model, dataset, config, out_dir, state, verbose, model_overrides, keep=out is not None,
-                      set_global_seed=set_global_seed, extra_callbacks=list(callbacks))
+                      set_global_seed=set_global_seed, extra_callbacks=list(callbacks), write_dir=write_dir,
+                      cluster=cluster)
     finally:
-        if temporary is not None:
+        for temporary in temporaries:
             temporary.cleanup()
+
+
+def _prepare_processes(cluster, out_dir: Path, signature: dict, overwrite: bool, temporaries: list):
+    """A multi-process run's folders: process 0 prepares ``out_dir``; the others check it, then
+    train in a scratch folder that starts from a copy of ``out_dir``'s resume file."""
+    import shutil
+
+    distributed.initialize(cluster)
+    state = runs.prepare(out_dir, signature, overwrite, create=False)  # the same error in every process
+    distributed.barrier("keras_resnet.checked")
+    if cluster.is_chief:
+        state = runs.prepare(out_dir, signature, overwrite)
+    distributed.barrier("keras_resnet.prepared")
+    if cluster.is_chief:
+        return state, None
+    temporaries.append(tempfile.TemporaryDirectory(prefix=f"keras-resnet-process{cluster.process_id}-"))
+    scratch = Path(temporaries[-1].name)
+    resume = runs.Checkpoint(out_dir).path
+    if resume.exists():
+        copy = runs.Checkpoint(scratch).path
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(resume, copy)
+    return state, scratch
 
 
 # ---- the run ----------------------------------------------------------------------------------
 
-def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed, extra_callbacks=()):
+def _train(model, dataset, config, out, state, verbose, overrides, keep, set_global_seed, extra_callbacks=(),
+           write_dir=None, cluster=None):
     """The run itself: data, model and recipe inside the device's strategy, fit, test, files."""
     import keras
 
@@ -663,10 +722,15 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
         phases = finetune.plan_phases(config, epochs)  # one, unless fine-tuning
         one_hot = config.label_smoothing > 0
         train_ds, val_ds, test_ds = (_labels(d, dataset.num_classes, one_hot) for d in (dataset.train, dataset.validation, dataset.test))
+        if cluster is not None:
+            train_ds, val_ds, test_ds = (distributed.shard(d, cluster) for d in (train_ds, val_ds, test_ds))
         # Workers other than the chief write into a scratch folder (tf.distribute's rule).
-        write_dir = out if settings["is_chief"] else Path(tempfile.mkdtemp(prefix="keras-resnet-worker-"))
+        if write_dir is None:
+            write_dir = out if settings["is_chief"] else Path(tempfile.mkdtemp(prefix="keras-resnet-worker-"))
         checkpoint = runs.Checkpoint(write_dir)
         done = checkpoint.stored_epoch()
+        if cluster is not None:
+            distributed.agree(done, "the last finished epoch")
         first = next((i for i, p in enumerate(phases) if done < p.end), len(phases) - 1)
         monitor = "val_accuracy" if val_ds is not None else None
         callbacks = runs.callbacks(write_dir, state, monitor, checkpoint, tensorboard=config.tensorboard)
@@ -700,7 +764,9 @@ def _train(model, dataset, config, out, state, verbose, overrides, keep, set_glo
         with _naming_unreadable_files():
             test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
         skipped = _list_skipped(dataset, write_dir if keep and settings["is_chief"] else None, verbose)
-        if keep and settings["is_chief"]:
+        if keep and (settings["is_chief"] or cluster is not None):
+            # Saving creates a variable (a collective under keras.distribution): every process
+            # saves, the others into their scratch folder.
             runs.save_model(model, write_dir / "model.keras")
         metrics = _run_metrics(model, dataset, config, recipe, state, built_here,
                                test={"loss": test_loss, "accuracy": test_accuracy,
