@@ -137,8 +137,15 @@ def initialize(cluster: Cluster) -> None:
         return
     import keras
 
+    import tensorflow as tf
+
     keras.distribution.initialize(job_addresses=cluster.coordinator, num_processes=cluster.num_processes,
                                   process_id=cluster.process_id)
+    # initialize() seeds every generator with one seed drawn for the cluster (TensorFlow's included),
+    # which would change the tf.data pipeline's shuffle order from a single process's; unset
+    # TensorFlow's again, so that every process builds the single-process pipeline. Keras's own
+    # seed (model weights) stays the cluster's, or set_random_seed's with set_global_seed.
+    tf.random.set_seed(None)
     # Each process cuts its share of every global batch itself (shard): Keras's own sharding needs
     # a batch size that tf.data can read off the pipeline, which ours hides.
     keras.distribution.set_distribution(keras.distribution.DataParallel(auto_shard_dataset=False))
