@@ -136,7 +136,6 @@ def initialize(cluster: Cluster) -> None:
             raise ValueError(f"this process already joined {_initialized}; a process joins one cluster")
         return
     import keras
-
     import tensorflow as tf
 
     keras.distribution.initialize(job_addresses=cluster.coordinator, num_processes=cluster.num_processes,

@@ -634,11 +634,11 @@ def train(
     if cluster is not None:
         from keras_resnet.backends import current_backend
 
-        distributed.check_backend(cluster, current_backend())
         batch = dataset.batch_size if isinstance(dataset, Dataset) else config.batch_size or PAPER_BATCH_SIZE
         if batch % cluster.num_processes:
             raise ValueError(f"the global batch size ({batch}) must divide evenly between the "
                              f"{cluster.num_processes} processes; received batch_size={batch}")
+        distributed.check_backend(cluster, current_backend())
 
     temporaries = []
     if out is None:
