@@ -193,12 +193,23 @@ def test_killed_processes_restarted_with_the_same_commands_resume(tmp_path):
     assert [p.returncode for p in first] == [-signal.SIGKILL] * 2, outputs[0][-3000:] + outputs[1][-3000:]
     assert epochs_of(out) == [1, 2] and (out / "backup" / "resume.npz").exists()
 
-    port = free_port()
-    commands = [["-m", "keras_resnet.cli", "train", "--backend", "jax", "--model", "resnet20", "--depth", "8",
+    def commands(outs):
+        port = free_port()
+        return [["-m", "keras_resnet.cli", "train", "--backend", "jax", "--model", "resnet20", "--depth", "8",
                  "--dataset", "digits", "--image-size", "8", "--batch-size", "128", "--epochs", str(epochs),
-                 "--out", str(out), "--progress", "2", "--num-processes", "2", "--process-id", str(i),
+                 "--out", str(outs[i]), "--progress", "2", "--num-processes", "2", "--process-id", str(i),
                  "--coordinator", f"127.0.0.1:{port}"] for i in range(2)]
-    second = [start(c, env) for c in commands]
+
+    # A run folder that process 1 cannot see (a local folder on another machine): both stop, untrained.
+    apart = [start(c, env) for c in commands([out, tmp_path / "elsewhere"])]
+    outputs = finish(apart)
+    for p, output in zip(apart, outputs):
+        assert p.returncode == 2, output[-3000:]
+        assert "disagree on the last finished epoch (process 0: 2, process 1: 0)" in output
+        assert "must be shared storage" in output
+    assert epochs_of(out) == [1, 2]
+
+    second = [start(c, env) for c in commands([out, out])]
     outputs = finish(second)
     for p, output in zip(second, outputs):
         assert p.returncode == 0, output[-3000:]
