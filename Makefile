@@ -31,12 +31,14 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
-# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 17 min).
+# The CPU suite: every ratio against its goal, results in benchmarks/results/ (about 20 min).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-# The GPU suite (an NVIDIA GPU; without one it refuses with exit status 2).
+# The GPU suite on TensorFlow and JAX (an NVIDIA GPU; without one it refuses with exit status 2).
+# It first installs both backends' CUDA wheels (the gpu extra, about 3 GB).
 bench-gpu: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,onnx,gpu]"
 	$(BIN)/python benchmarks/bench_gpu.py
 
 # Rebuilds the committed reference export in saved_models/digits_resnet/ (version 1).

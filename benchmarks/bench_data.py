@@ -28,13 +28,12 @@ from __future__ import annotations
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import arguments, median, print_ratios, ratio, write_result
+from common import arguments, median, print_ratios, ratio, run_json, write_result
 
 SIZE = 128
 CLASSES = 10
@@ -136,20 +135,13 @@ def measure(side: str, folder: str) -> dict:
 
 
 def run_side(side: str, folder: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", side, "--folder", str(folder)],
-                         capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{side} failed (exit status {out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_json([sys.executable, __file__, "--measure", side, "--folder", str(folder)], None, side)
 
 
 def main(argv=None):
-    parser = arguments(__doc__, "150 images, one round (a smoke run)", rounds=2)
+    parser = arguments(__doc__, "150 images, one round (a smoke run)", rounds=2, internal=("--measure", "--folder"))
     parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "keras-resnet-bench-data"),
                         help="where the generated folders live (kept between runs)")
-    parser.add_argument("--measure", choices=("ours", "ours_plain", "reference", "setup"), help=argparse_hidden())
-    parser.add_argument("--folder", help=argparse_hidden())
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(args.measure, args.folder)), flush=True)
@@ -213,12 +205,6 @@ def main(argv=None):
     print_ratios(ratios)
     print(f"wrote {path}")
     return ratios
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -20,11 +20,16 @@ timed epochs after a first epoch that pays for tracing and XLA compilation.
    batch, prefetch) over 49,920 in-memory images: does the input pipeline keep up?
 3. Search overhead per trial on the GPU (``bench_search.measure``): one KerasTuner trial
    against a bare build + compile + fit of the same model. Goal: <= 1.10.
+4. The JAX backend (``--backend both``, the default): parts 1 and 2 again in a child process
+   with ``KERAS_BACKEND=jax`` (every step compiled by XLA, as JAX runs), written to
+   ``gpu_jax.json``; the summary adds JAX / TensorFlow img/s for ResNet-50 and ResNet-56. JAX
+   needs its CUDA wheels (``jax[cuda12]``): ``make bench-gpu`` installs them with TensorFlow's
+   (the ``gpu`` extra).
 
 With no GPU visible it refuses with one line and exit status 2 (``--allow-cpu --quick`` runs
 tiny sizes on the CPU: a smoke test of the code, not a measurement).
 
-Usage: python benchmarks/bench_gpu.py [--quick] [--spe 8] [--peak-tflops 989] [--skip search]
+Usage: python benchmarks/bench_gpu.py [--quick] [--spe 8] [--peak-tflops 989] [--skip search] [--backend both]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import types
 REFUSAL = ("bench_gpu: no GPU is visible{where}; run `make bench-gpu` on a machine with an NVIDIA GPU "
            "(the CPU suite is `make bench`)")
 PARTS = ("resnet50", "cifar", "search")
+BACKEND_CHOICES = ("both", "tensorflow", "jax")
 RESNET50_GOAL = ">= 2400"
 CIFAR_GOAL = ">= 2.0"
 SEARCH_GOAL = "<= 1.10"
@@ -76,7 +82,37 @@ def parse(argv):
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per row (default 3)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense 16-bit peak for MFU (H100 SXM: 989)")
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="both",
+                        help="TensorFlow, JAX (parts 1 and 2), or both, JAX in a child process (default both)")
     return parser.parse_args(argv)
+
+
+def jax_gpu_refusal() -> str | None:
+    """Why JAX cannot run on a GPU here, or None when it can."""
+    import jax
+
+    if any(d.platform == "gpu" for d in jax.devices()):
+        return None
+    return (f" to JAX (jax.devices() is {jax.devices()}; install its CUDA wheels: pip install 'jax[cuda12]', "
+            "which make bench-gpu does)")
+
+
+def jax_child(args) -> dict:
+    """Parts 1 and 2 on the JAX backend, in a fresh process; returns its result record."""
+    import json
+
+    from common import results_dir
+
+    command = [sys.executable, os.path.abspath(__file__), "--backend", "jax", "--skip", "search", *args.skip,
+               "--batch", str(args.batch), "--spe", str(args.spe), "--steps", str(args.steps),
+               "--epochs", str(args.epochs), "--peak-tflops", str(args.peak_tflops),
+               *(["--quick"] if args.quick else []), *(["--allow-cpu"] if args.allow_cpu else [])]
+    print(f"\n=== the JAX backend: {' '.join(command[1:])} ===", flush=True)
+    returncode = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": "jax"}, check=False).returncode
+    path = results_dir() / "gpu_jax.json"
+    if returncode != 0 or not path.exists():
+        return {"returncode": returncode}
+    return {"returncode": returncode, **json.loads(path.read_text())}
 
 
 # ---- measurement helpers ----------------------------------------------------------------------
@@ -238,19 +274,45 @@ def cifar_rows(args, sizes) -> list[dict]:
     return rows
 
 
+def jax_ratios(jax_run: dict, record: dict, quick: bool) -> list[dict]:
+    """The JAX child's rows, and JAX / TensorFlow img/s where both backends ran a part."""
+    from common import ratio
+
+    if jax_run["returncode"] != 0:
+        return [{"benchmark": "gpu", "name": "JAX backend: the benchmark ran", "value": float(jax_run["returncode"]),
+                 "goal": "<= 0", "met": False}]
+    rows = [{**r, "name": f"JAX: {r['name']}"} for r in jax_run.get("ratios", [])]
+    for part, label in (("resnet50", "ResNet-50 (v1, uint8 input)"), ("cifar", "CIFAR ResNet-56, ours")):
+        if part in record and part in jax_run:
+            index = 0 if part == "resnet50" else 1
+            rows.append(ratio("gpu", f"{label} img/s: JAX / TensorFlow",
+                              jax_run[part][index]["images_per_s"] / record[part][index]["images_per_s"], quick=quick))
+    return rows
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 def main(argv=None):
     args = parse(argv)
     if not args.allow_cpu and not nvidia_driver_present():
         refuse(" (no NVIDIA driver)")
+    on_jax = args.backend == "jax"
+    if on_jax:
+        os.environ["KERAS_BACKEND"] = "jax"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import print_ratios, quiet_tensorflow, ratio, write_result
 
     quiet_tensorflow()
     import tensorflow as tf
 
-    if not tf.config.list_physical_devices("GPU") and not args.allow_cpu:
+    if on_jax:
+        from keras_resnet.backends import enable_compilation_cache
+
+        enable_compilation_cache()
+        why = jax_gpu_refusal()
+        if why and not args.allow_cpu:
+            refuse(why)
+    elif not tf.config.list_physical_devices("GPU") and not args.allow_cpu:
         refuse(" to TensorFlow (tf.config.list_physical_devices('GPU') is empty)")
     quick = args.quick
     sizes = {
@@ -266,7 +328,15 @@ def main(argv=None):
     sizes["cifar_images"] = sizes["cifar_steps"] * sizes["cifar_batch"]
     if not quick and args.steps % args.spe:
         raise SystemExit(f"--steps ({args.steps}) must be a multiple of --spe ({args.spe})")
-    record, ratios = {"quick": quick, "sizes": sizes, "peak_tflops": args.peak_tflops}, []
+    import keras
+
+    name = "gpu_jax" if on_jax else "gpu"
+    record = {"quick": quick, "sizes": sizes, "peak_tflops": args.peak_tflops, "backend": keras.backend.backend()}
+    if on_jax:
+        import jax
+
+        record["jax_devices"] = [str(d) for d in jax.devices()]
+    ratios = []
     if "resnet50" not in args.skip:
         record["resnet50"] = rows = resnet50_rows(args, sizes)
         best = rows[0]
@@ -291,7 +361,15 @@ def main(argv=None):
         ratios += [ratio("gpu", "search trial / bare fit on the GPU (construction included)", s["ratio_with_construction"],
                          SEARCH_GOAL, quick=quick),
                    ratio("gpu", "search trial / bare fit on the GPU (search only)", s["ratio_search_only"])]
-    path = write_result("gpu", {**record, "ratios": ratios})
+    if on_jax:  # the parent adds these rows to its summary
+        path = write_result(name, {**record, "ratios": ratios})
+        print_ratios(ratios)
+        print(f"wrote {path}")
+        return ratios
+    if args.backend == "both":
+        record["jax"] = jax_run = jax_child(args)
+        ratios += jax_ratios(jax_run, record, quick)
+    path = write_result(name, {**record, "ratios": ratios})
     summary = write_result("summary_gpu", {"quick": quick, "ratios": ratios})
     print()
     print_ratios(ratios)

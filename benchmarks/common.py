@@ -19,6 +19,7 @@ import operator
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,14 +51,28 @@ def quiet_tensorflow():
     return import_keras(verbose=False)
 
 
-def arguments(doc: str, quick_help: str, rounds: int | None = None) -> argparse.ArgumentParser:
+def arguments(doc: str, quick_help: str, rounds: int | None = None, internal: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     """A benchmark's argument parser: its docstring's first line, ``--quick`` and, when
-    ``rounds`` is given, ``--rounds`` (alternating rounds; 1 under ``--quick``)."""
+    ``rounds`` is given, ``--rounds`` (alternating rounds; 1 under ``--quick``). ``internal``
+    names hidden string options with which the script runs one side of a measurement in a child
+    process (see :func:`run_json`)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     if rounds is not None:
         parser.add_argument("--rounds", type=int, default=rounds, help=f"alternating rounds (default {rounds})")
     parser.add_argument("--quick", action="store_true", help=quick_help)
+    for flag in internal:
+        parser.add_argument(flag, help=argparse.SUPPRESS)
     return parser
+
+
+def run_json(command: list[str], env: dict | None, what: str) -> dict:
+    """Runs one side of a measurement in a fresh process; returns the last JSON object it
+    printed (a line starting with ``{``), or raises with the end of its stderr."""
+    out = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed (exit status {out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def results_dir() -> Path:

@@ -39,6 +39,7 @@ BENCHMARKS = {
     "search": ("bench_search.py", "search_cpu"),
     "data": ("bench_data.py", "data_cpu"),
     "serving": ("bench_serving.py", "serving_cpu"),
+    "backends": ("bench_backends.py", "backends_cpu"),
 }
 SUITE_GOAL_SECONDS = 15 * 60
 

@@ -91,16 +91,22 @@ def test_run_all_collects_every_ratio_and_marks_a_crashed_benchmark(tmp_path, mo
 
 @pytest.mark.slow
 def test_run_all_quick_smoke_runs_every_cpu_benchmark(tmp_path):
+    # The serving benchmark's quick run has a test of its own (below), with more checks.
+    names = [name for name in run_all.BENCHMARKS if name != "serving"]
     env = {**os.environ, "BENCH_RESULTS_DIR": ""}
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--results", str(tmp_path)],
-                          capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--results", str(tmp_path),
+                           "--only", *names], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary_cpu.json").read_text())
     benchmarks = {r["benchmark"] for r in summary["ratios"]}
-    assert {"core", "inference", "digits", "search", "suite"} <= benchmarks
-    for name in ("core_cpu", "inference_cpu", "digits_cpu", "search_cpu"):
-        record = json.loads((tmp_path / f"{name}.json").read_text())
+    assert {"core", "inference", "digits", "search", "data", "backends", "suite"} <= benchmarks
+    for name in names:
+        record = json.loads((tmp_path / f"{run_all.BENCHMARKS[name][1]}.json").read_text())
         assert record["quick"] is True and record["machine"]["tensorflow"]
+    backends = json.loads((tmp_path / "backends_cpu.json").read_text())["rows"][0]
+    assert backends["tensorflow"]["params"] == backends["jax"]["params"] > 0
+    assert backends["tensorflow"]["finite_loss"] and backends["jax"]["finite_loss"]
+    assert backends["jax"]["jit_compile"] and not backends["tensorflow"]["jit_compile"]  # the CPU defaults
 
 
 @pytest.mark.slow
@@ -126,4 +132,12 @@ def test_bench_gpu_code_runs_on_the_cpu_at_tiny_sizes(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((tmp_path / "gpu.json").read_text())
     assert len(record["resnet50"]) == 3 and len(record["cifar"]) == 3 and record["search"]["ratio_with_construction"] > 0
-    assert (tmp_path / "summary_gpu.json").exists()
+    assert record["backend"] == "tensorflow"
+    # The same parts on the JAX backend, in a child process, and the JAX / TensorFlow rows.
+    jax_record = json.loads((tmp_path / "gpu_jax.json").read_text())
+    assert jax_record["backend"] == "jax" and len(jax_record["resnet50"]) == 3 and len(jax_record["cifar"]) == 3
+    assert "search" not in jax_record and record["jax"]["returncode"] == 0
+    summary = json.loads((tmp_path / "summary_gpu.json").read_text())
+    names = [r["name"] for r in summary["ratios"]]
+    assert "CIFAR ResNet-56, ours img/s: JAX / TensorFlow" in names
+    assert any(name.startswith("JAX: ResNet-50") for name in names)

@@ -27,9 +27,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def jax_env(tmp_path) -> dict:
-    return {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
-            "KERAS_RESNET_JAX_CACHE": str(tmp_path / "jax-cache")}
+def jax_env() -> dict:
+    # The package's default compilation cache (a user folder, warm after the first run) is kept:
+    # a fresh one per test made every process compile every step and initialiser again.
+    return {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
 
 
 def epochs_of(out: Path) -> list[int]:
@@ -145,7 +146,7 @@ def finish(processes) -> list[str]:
 def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     import numpy as np
 
-    env, port = jax_env(tmp_path), free_port()
+    env, port = jax_env(), free_port()
     runs = [start(["-c", TRAIN_AND_DUMP, "2", str(i), str(port), str(tmp_path / "two"), str(tmp_path / f"p{i}.npz")], env)
             for i in range(2)]
     runs.append(start(["-c", TRAIN_AND_DUMP, "1", "0", "0", str(tmp_path / "one"), str(tmp_path / "single.npz")], env))
@@ -186,7 +187,7 @@ train("resnet20", "digits", config, out=out, verbose=2, depth=8, set_global_seed
 
 @pytest.mark.slow
 def test_killed_processes_restarted_with_the_same_commands_resume(tmp_path):
-    env, out, epochs = jax_env(tmp_path), tmp_path / "run", 4
+    env, out, epochs = jax_env(), tmp_path / "run", 4
     port = free_port()
     first = [start(["-c", KILLED_AFTER_EPOCH_2, str(i), str(port), str(out), str(epochs)], env) for i in range(2)]
     outputs = finish(first)

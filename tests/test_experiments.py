@@ -15,7 +15,8 @@ from matplotlib.image import imread
 from keras_resnet import cli, experiments
 from keras_resnet.training import TrainConfig
 
-# ResNet-8 twins on 8x8 digits, 2 epochs of 6 batches: the real code paths in seconds.
+# ResNet-8 twins on 8x8 digits, 2 epochs of 6 batches: the real code paths in seconds. The tests
+# that train them are backend_neutral: the experiments run on JAX as well (pytest --backend jax).
 TINY = dict(depths=(8,), seeds=(0,), epochs=2, config=TrainConfig(batch_size=256), verbose=0)
 RECORD_KEYS = {"run", "model", "depth", "shortcut", "version", "seed", "epochs", "params", "train_error",
                "test_error", "seconds", "epoch_train_error", "epoch_loss"}
@@ -37,6 +38,7 @@ def png_shape(path):
 
 # ---- degradation ----------------------------------------------------------------------------
 
+@pytest.mark.backend_neutral
 def test_records_pair_each_depth_as_plain_and_resnet(tiny):
     _, records = tiny
     assert [(r["run"], r["model"], r["shortcut"]) for r in records] == [
@@ -50,6 +52,7 @@ def test_records_pair_each_depth_as_plain_and_resnet(tiny):
     assert records[0]["params"] == records[1]["params"] > 0
 
 
+@pytest.mark.backend_neutral
 def test_results_files_hold_the_records(tiny):
     out, records = tiny
     results = json.loads((out / "results.json").read_text())
@@ -66,6 +69,7 @@ def test_results_files_hold_the_records(tiny):
         assert width > height > 100
 
 
+@pytest.mark.backend_neutral
 def test_train_error_is_the_final_model_in_inference_mode_on_the_whole_training_split(tiny):
     import keras
 
@@ -84,6 +88,7 @@ def test_train_error_is_the_final_model_in_inference_mode_on_the_whole_training_
         assert record["train_error"] == pytest.approx(error, abs=1e-6)
 
 
+@pytest.mark.backend_neutral
 def test_responses_measure_every_block_of_every_run(tiny):
     out, records = tiny
     responses = json.loads((out / "responses.json").read_text())
@@ -94,6 +99,7 @@ def test_responses_measure_every_block_of_every_run(tiny):
         assert all(b["response_std"] > 0 and b["residual_ratio"] > 0 for b in row["blocks"])
 
 
+@pytest.mark.backend_neutral
 def test_a_second_call_reads_finished_runs_back(tiny, capsys):
     out, records = tiny
     before = mtimes(out)
@@ -103,6 +109,7 @@ def test_a_second_call_reads_finished_runs_back(tiny, capsys):
     assert capsys.readouterr().out.count("finished earlier, read back") == 2
 
 
+@pytest.mark.backend_neutral
 def test_a_run_trained_but_not_evaluated_is_evaluated_not_retrained(tiny, tmp_path):
     out, records = tiny
     copy = tmp_path / "copy"
