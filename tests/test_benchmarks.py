@@ -127,11 +127,12 @@ def test_bench_serving_quick_run_serves_measures_and_stops_its_servers(tmp_path)
 @pytest.mark.slow
 def test_bench_gpu_code_runs_on_the_cpu_at_tiny_sizes(tmp_path):
     env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_gpu.py"), "--allow-cpu", "--quick"],
+    # Part 3 calls bench_search.measure, which the quick suite above runs already.
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_gpu.py"), "--allow-cpu", "--quick", "--skip", "search"],
                           capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     record = json.loads((tmp_path / "gpu.json").read_text())
-    assert len(record["resnet50"]) == 3 and len(record["cifar"]) == 3 and record["search"]["ratio_with_construction"] > 0
+    assert len(record["resnet50"]) == 3 and len(record["cifar"]) == 3 and "search" not in record
     assert record["backend"] == "tensorflow"
     # The same parts on the JAX backend, in a child process, and the JAX / TensorFlow rows.
     jax_record = json.loads((tmp_path / "gpu_jax.json").read_text())

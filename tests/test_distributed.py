@@ -187,7 +187,7 @@ train("resnet20", "digits", config, out=out, verbose=2, depth=8, set_global_seed
 
 @pytest.mark.slow
 def test_killed_processes_restarted_with_the_same_commands_resume(tmp_path):
-    env, out, epochs = jax_env(), tmp_path / "run", 4
+    env, out, epochs = jax_env(), tmp_path / "run", 3
     port = free_port()
     first = [start(["-c", KILLED_AFTER_EPOCH_2, str(i), str(port), str(out), str(epochs)], env) for i in range(2)]
     outputs = finish(first)
