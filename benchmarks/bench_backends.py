@@ -29,7 +29,7 @@ import os
 import sys
 import time
 
-from common import arguments, median, print_ratios, ratio, run_json, spread, write_result
+from common import arguments, median, ratio, report, run_json, spread
 
 BACKENDS = ("tensorflow", "jax")
 # name, preset, depth, input shape, batch
@@ -130,12 +130,9 @@ def main(argv=None):
         ratios.append(ratio("backends", f"train step, TF / JAX time: {label}", speedup, quick=quick))
         print(f"{label:<44} TensorFlow {sides['tensorflow']['ms_per_step']:.2f} ms, JAX "
               f"{sides['jax']['ms_per_step']:.2f} ms: TF / JAX {speedup:.3f}", flush=True)
-    path = write_result("backends_cpu", {"goal": "none: information for --backend jax on a CPU", "quick": quick,
+    return report("backends_cpu", {"goal": "none: information for --backend jax on a CPU", "quick": quick,
                                          "rounds": rounds, "steps": steps, "repeat": repeat, "rows": rows,
                                          "ratios": ratios})
-    print_ratios(ratios)
-    print(f"wrote {path}")
-    return ratios
 
 
 if __name__ == "__main__":

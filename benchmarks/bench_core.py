@@ -19,7 +19,7 @@ Usage: python benchmarks/bench_core.py [--rounds 6] [--quick]
 from __future__ import annotations
 
 import numpy as np
-from common import alternate, arguments, median, print_ratios, quiet_tensorflow, ratio, spread, write_result
+from common import alternate, arguments, median, quiet_tensorflow, ratio, report, spread
 
 keras = quiet_tensorflow()
 
@@ -137,11 +137,8 @@ def main(argv=None):
                             ours, hub, batch=big_batch, rounds=rounds, repeat=1 if quick else 3,
                             settle=0 if quick else 1))
     ratios = [ratio("core", r["benchmark"], r["ratio_reference_over_ours"], GOAL, quick=quick) for r in rows]
-    path = write_result("core_cpu", {"goal": f"ratio reference/ours {GOAL}", "quick": quick,
+    return report("core_cpu", {"goal": f"ratio reference/ours {GOAL}", "quick": quick,
                                      "keras_hub": hub is not None, "rows": rows, "ratios": ratios})
-    print_ratios(ratios)
-    print(f"wrote {path}")
-    return ratios
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import arguments, median, print_ratios, ratio, run_json, write_result
+from common import arguments, median, ratio, report, run_json
 
 SIZE = 128
 CLASSES = 10
@@ -198,13 +198,10 @@ def main(argv=None):
             ratios.append(ratio("data", f"epoch img/s without augmentation / reference ({count:,})",
                                 rows[count]["ours_plain"]["images_per_s"] / rows[count]["reference"]["images_per_s"],
                                 quick=quick))
-    path = write_result("data_cpu", {"goal": "issue 13: throughput >= 1.0x, set-up <= 2 s / 100k files, RSS flat",
+    return report("data_cpu", {"goal": "issue 13: throughput >= 1.0x, set-up <= 2 s / 100k files, RSS flat",
                                      "quick": quick, "image_size": SIZE, "batch": BATCH,
                                      "rows": {str(k): v for k, v in rows.items()}, "setup": setup,
                                      "ratios": ratios})
-    print_ratios(ratios)
-    print(f"wrote {path}")
-    return ratios
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import statistics
 import tempfile
 import time
 
-from common import arguments, print_ratios, quiet_tensorflow, ratio, write_result
+from common import arguments, quiet_tensorflow, ratio, report
 
 keras = quiet_tensorflow()
 
@@ -125,16 +125,13 @@ def main(argv=None):
     if overhead:
         ratios.append(ratio("digits", "ResNet-20 digits: bare fit / train() wall, alternating",
                             overhead["ratio_bare_over_ours"]))
-    path = write_result("digits_cpu", {
+    return report("digits_cpu", {
         "goal": f"test_accuracy >= {GOAL_ACCURACY} and wall_seconds <= {GOAL_SECONDS}", "quick": quick,
         "met": all(r["met"] for r in ratios[:2]) if not quick else None,
         "mean_test_accuracy": round(accuracy, 4), "mean_wall_seconds": round(wall, 1),
         "recipe": {k: v for k, v in results["ours"]["config"].items() if k not in ("mean", "std")},
         "rows": rows, "overhead": overhead, "ratios": ratios,
     })
-    print_ratios(ratios)
-    print(f"wrote {path}")
-    return ratios
 
 
 if __name__ == "__main__":

@@ -300,7 +300,7 @@ def main(argv=None):
     if on_jax:
         os.environ["KERAS_BACKEND"] = "jax"
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from common import print_ratios, quiet_tensorflow, ratio, write_result
+    from common import print_ratios, quiet_tensorflow, ratio, report, write_result
 
     quiet_tensorflow()
     import tensorflow as tf
@@ -362,10 +362,7 @@ def main(argv=None):
                          SEARCH_GOAL, quick=quick),
                    ratio("gpu", "search trial / bare fit on the GPU (search only)", s["ratio_search_only"])]
     if on_jax:  # the parent adds these rows to its summary
-        path = write_result(name, {**record, "ratios": ratios})
-        print_ratios(ratios)
-        print(f"wrote {path}")
-        return ratios
+        return report(name, {**record, "ratios": ratios})
     if args.backend == "both":
         record["jax"] = jax_run = jax_child(args)
         ratios += jax_ratios(jax_run, record, quick)

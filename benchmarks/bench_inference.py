@@ -26,7 +26,7 @@ import types
 from pathlib import Path
 
 import numpy as np
-from common import alternate, arguments, median, print_ratios, quiet_tensorflow, ratio, spread, write_result
+from common import alternate, arguments, median, quiet_tensorflow, ratio, report, spread
 
 keras = quiet_tensorflow()
 
@@ -150,16 +150,12 @@ def main(argv=None):
         ratio("inference", "latency: Keras eager model(x) / SavedModel", by_name["Keras eager model(x)"]["ratio_to_saved_model"]),
         ratio("inference", "latency: Keras predict / SavedModel", by_name["Keras model.predict(x)"]["ratio_to_saved_model"]),
     ]
-    path = write_result("inference_cpu", {
+    return report("inference_cpu", {
         "model": "resnet20 (32x32x3, random weights, normalisation inside)", "params": model.count_params(),
         "quick": quick, "goal": f"int8 latency {LATENCY_GOAL} x SavedModel; int8 size {SIZE_GOAL} x SavedModel",
         "latency_batch1": latency_rows, "throughput_batch64": throughput_rows,
         "size_bytes": sizes, "ratios": ratios,
     })
-    print()
-    print_ratios(ratios)
-    print(f"wrote {path}")
-    return ratios
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import tempfile
 import time
 
-from common import arguments, median, print_ratios, quiet_tensorflow, ratio, write_result
+from common import arguments, median, quiet_tensorflow, ratio, report
 
 keras = quiet_tensorflow()
 
@@ -131,10 +131,7 @@ def main(argv=None):
         ratio("search", "search trial / bare fit (tuner construction included)", record["ratio_with_construction"], GOAL, quick=quick),
         ratio("search", "search trial / bare fit (search only)", record["ratio_search_only"]),
     ]
-    path = write_result("search_cpu", {"goal": f"trial / bare {GOAL}", "quick": quick, **record, "ratios": ratios})
-    print_ratios(ratios)
-    print(f"wrote {path}")
-    return ratios
+    return report("search_cpu", {"goal": f"trial / bare {GOAL}", "quick": quick, **record, "ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import threading
 import time
 
 import numpy as np
-from common import ROOT, arguments, print_ratios, quiet_tensorflow, ratio, write_result
+from common import ROOT, arguments, quiet_tensorflow, ratio, report
 
 quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
@@ -228,15 +228,12 @@ def main(argv=None):
     if "b64 PNG" in variants:
         ratios.append(ratio("serving", f"requests/s: server / in-process, b64 PNG, {GOAL_CLIENTS} clients",
                             share("b64 PNG", "server", GOAL_CLIENTS)))
-    path = write_result("serving_cpu", {
+    report("serving_cpu", {
         "model": f"{BASE.name}/{NAME}/1", "quick": quick, "rounds": rounds, "seconds_per_run": seconds,
         "goal": f"server requests/s {GOAL} x in-process signature calls/s at {GOAL_CLIENTS} clients",
         "batching_flags": ["--enable-batching", *args.batching_flags.split()],
         "variants": list(variants), "server_exit_status": statuses, "rows": rows, "ratios": ratios,
     })
-    print()
-    print_ratios(ratios)
-    print(f"wrote {path}")
     if any(statuses.values()):
         raise SystemExit(f"a server did not stop cleanly: {statuses}")
     return ratios

@@ -277,6 +277,16 @@ def machine() -> dict:
     }
 
 
+def report(name: str, record: dict) -> list[dict]:
+    """A benchmark's last step: writes ``record`` (which holds its ``ratios``) as
+    ``<results>/<name>.json``, prints the ratios and the path; returns the ratios."""
+    path = write_result(name, record)
+    print()
+    print_ratios(record["ratios"])
+    print(f"wrote {path}")
+    return record["ratios"]
+
+
 def write_result(name: str, record: dict) -> Path:
     """Writes ``<results>/<name>.json`` atomically and returns its path."""
     directory = results_dir()
