@@ -160,13 +160,22 @@ class ResidualBlock(keras.layers.Layer):
                 strides=strides,
                 padding=padding,
                 use_bias=self.use_bias,
-                kernel_initializer="zeros" if zero else self.kernel_initializer,
+                kernel_initializer="zeros" if zero else self._fresh_initializer(),
                 kernel_regularizer=self.kernel_regularizer,
                 name=name,
                 dtype=self.dtype_policy,
             )
         )
         return layers
+
+    def _fresh_initializer(self):
+        # A Keras random initializer fixes its seed when it is created and returns the same values
+        # on every call. Shared by the block's convolutions, it gave same-shaped kernels identical
+        # weights, and so did every block (resolving the argument leaves Python's generator as it
+        # was, so each block drew the same seed). A copy per convolution draws its own seed from
+        # Python's generator: distinct kernels, reproducible under keras.utils.set_random_seed. A
+        # seed the user gave is copied with the rest of the config.
+        return keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))
 
     def _bn(self, name: str, zero=False):
         return FusedBatchNormalization(

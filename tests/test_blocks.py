@@ -198,3 +198,22 @@ def test_macs_of_a_block():
     block = BasicBlock(16)
     block.build((None, 32, 32, 16))
     assert block.count_macs((1, 32, 32, 16)) == 2 * 32 * 32 * 16 * 16 * 9
+
+
+def test_every_convolution_gets_its_own_random_kernel_and_a_seed_repeats_them():
+    # A Keras initializer instance repeats its values on every call; sharing one (as the blocks
+    # once did) gave every same-shaped kernel of a network identical weights.
+    def kernels(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((6, 6, 8))
+        x = BasicBlock(8, version="v2", shortcut="identity", name="a")(inputs)
+        x = BasicBlock(8, version="v2", shortcut="identity", name="b")(x)
+        model = keras.Model(inputs, x)
+        return [keras.ops.convert_to_numpy(v) for v in model.trainable_variables if "kernel" in v.path]
+
+    first = kernels(0)
+    assert len(first) == 4
+    for a, b in itertools.combinations(first, 2):
+        assert not np.allclose(a, b)
+    for a, b in zip(first, kernels(0)):
+        np.testing.assert_array_equal(a, b)
