@@ -37,6 +37,7 @@ _EXPORTS = {
     "identity_closeness": "keras_resnet.diagnostics",
     "gradient_norms": "keras_resnet.diagnostics",
     "response_std": "keras_resnet.diagnostics",
+    "residual_ratios": "keras_resnet.identity_bias",
     "predict": "keras_resnet.predict",
     "load_classifier": "keras_resnet.predict",
 }

@@ -935,6 +935,52 @@ def _add_demo_parser(sub) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+def _cmd_identity_bias(args) -> int:
+    from keras_resnet.identity_bias import identity_bias
+
+    kwargs = dict(nets=args.nets, width_multiplier=args.width_multiplier, image_size=args.image_size,
+                  batch=args.batch, seed=args.seed, set_global_seed=True, out=args.out)
+    identity_bias(**kwargs, dry_run=True)  # validates before TensorFlow starts
+    import_keras(args.verbose)
+    report = identity_bias(**kwargs)
+    blocks = {}
+    for row in report["rows"]:
+        blocks[row["net"]] = max(blocks.get(row["net"], 0), row["index"])
+    print()
+    print_table([{"net": f["net"], "blocks": blocks[f["net"]], "setting": f["setting"], "exponent": round(f["exponent"], 3),
+                  "r2": round(f["r2"], 3), "predicted": round(f["predicted_exponent"], 3),
+                  "stage 1": None if f["first_stage_exponent"] is None else round(f["first_stage_exponent"], 3)}
+                 for f in report["fits"]])
+    print(f"\nexponent: slope of log ||F(x)||/||x|| against log block index l over blocks {report['fits'][0]['first']}.., "
+          "least squares (De & Smith: about -0.5 with BatchNorm, about 0 without); predicted: the same fit of the "
+          f"variance count (option A's zero-padding included); stage 1: blocks of the first stage only. "
+          f"{report['meta']['seconds']} s")
+    print(f"wrote {report['json']} and {report['png']}")
+    return 0
+
+
+def _add_identity_bias_parser(sub) -> None:
+    from keras_resnet.identity_bias import identity_bias
+
+    d = {k: _default(identity_bias, k) for k in ("nets", "width_multiplier", "image_size", "batch", "seed", "out")}
+    p = _add_parser(
+        sub, "identity-bias", help="BatchNorm biases residual blocks towards the identity (De & Smith, 2020)",
+        description="Build v2 CIFAR-style ResNets (option A shortcuts) at initialisation and measure ||F(x)||/||x|| "
+        "per residual block on a batch of the digits, with BatchNorm (batch statistics) and without it (inference "
+        "mode at initialisation, where BatchNorm does not normalise); fit the exponent of the power law in the block "
+        "index (about -0.5 with BatchNorm, about 0 without). Writes OUT/identity_bias.json and identity_bias.png.",
+    )
+    p.add_argument("--nets", nargs="+", default=d["nets"], metavar="DEPTH[:BLOCK]",
+                   help=f"6n+2 (basic) or 9n+2 (bottleneck) depths, e.g. 164:bottleneck (default {_listed(d['nets'])})")
+    p.add_argument("--width-multiplier", type=float, default=d["width_multiplier"],
+                   help=f"scale every width (default {d['width_multiplier']:g})")
+    p.add_argument("--image-size", type=int, default=d["image_size"], help=f"digits resized to this (default {d['image_size']})")
+    p.add_argument("--batch", type=int, default=d["batch"], help=f"images in the measured batch, >= 2 (default {d['batch']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"seeds the initial weights and the batch (default {d['seed']})")
+    p.add_argument("--out", default=d["out"], help=f"folder for the JSON file and the plot (default {d['out']})")
+    p.set_defaults(func=_cmd_identity_bias)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -947,6 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_export_parser, _add_serve_parser, _add_predict_parser, _add_tune_parser, _add_degradation_parser,
                 _add_shortcuts_parser, _add_demo_parser, _add_transfer_parser):
         add(sub)
+    _add_identity_bias_parser(sub)
     return parser
 
 
