@@ -518,7 +518,7 @@ def _cmd_degradation(args) -> int:
     return _run_experiment(args, experiments.degradation, dict(
         dataset=args.dataset, depths=args.depths, seeds=args.seeds, epochs=args.epochs, out=args.out,
         shortcut=args.shortcut, version=args.block_version, config=_experiment_config(args),
-        augment=args.augment, width_multiplier=args.width_multiplier, responses=not args.no_responses,
+        augment=args.augment, width_multiplier=args.width_multiplier, block=args.block, responses=not args.no_responses,
         verbose=args.progress, set_global_seed=True, clear_session=True,
     ), "results.json, results.csv, degradation.png" + ("" if args.no_responses else ", responses.json, responses.png"))
 
@@ -529,9 +529,20 @@ def _cmd_shortcuts(args) -> int:
     return _run_experiment(args, experiments.compare_shortcuts, dict(
         dataset=args.dataset, depth=args.depth, shortcuts=args.shortcuts, versions=args.block_versions,
         seeds=args.seeds, epochs=args.epochs, out=args.out, config=_experiment_config(args),
-        augment=args.augment, width_multiplier=args.width_multiplier, verbose=args.progress,
+        augment=args.augment, width_multiplier=args.width_multiplier, block=args.block, verbose=args.progress,
         set_global_seed=True, clear_session=True,
     ), "results.json, results.csv, shortcuts.png")
+
+
+def _cmd_very_deep(args) -> int:
+    from keras_resnet import experiments
+
+    return _run_experiment(args, experiments.very_deep, dict(
+        dataset=args.dataset, depth=args.depth, plain_depth=args.plain_depth or None, shortcut=args.shortcut,
+        seeds=args.seeds, epochs=args.epochs, out=args.out, config=_experiment_config(args), augment=args.augment,
+        width_multiplier=args.width_multiplier, block=args.block, verbose=args.progress, set_global_seed=True,
+        clear_session=True,
+    ), "results.json, results.csv, very_deep.png")
 
 
 def _add_experiment_arguments(p: argparse.ArgumentParser, function) -> None:
@@ -552,6 +563,7 @@ def _add_experiment_arguments(p: argparse.ArgumentParser, function) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=seeds, help=f"one run per net and seed (default {_listed(seeds)})")
     p.add_argument("--epochs", type=int, help=f"{_epochs_help(EXPERIMENT_EPOCHS)} (for cifar10 the paper's 64k iterations)")
     p.add_argument("--width-multiplier", type=float, default=width, help=f"scale every width (default {width:g})")
+    p.add_argument("--block", choices=BLOCK_TYPES, help="block type (default: basic for 6n+2 depths, bottleneck for 9n+2 ones)")
     p.add_argument("--image-size", type=int, help="resize images (default: "
                    f"{', '.join(f'{n} for {d}' for d, n in DEFAULT_IMAGE_SIZE.items())}, native otherwise)")
     p.add_argument("--batch-size", type=int, help=f"default {PAPER_BATCH_SIZE}")
@@ -856,6 +868,23 @@ def _add_shortcuts_parser(sub) -> None:
     p.set_defaults(func=_cmd_shortcuts)
 
 
+def _add_very_deep_parser(sub) -> None:
+    from keras_resnet.experiments import very_deep
+
+    depth, plain, shortcut = (_default(very_deep, k) for k in ("depth", "plain_depth", "shortcut"))
+    p = _add_parser(
+        sub, "very-deep", help="pre-activation (v2) against v1 in a 1001-layer ResNet, and a plain net (the "
+        "pre-activation paper)", description="Train --depth as a v2 and a v1 ResNet, then --plain-depth as a "
+        "plain net, with the same recipe, data and seed; write OUT/results.json, results.csv and very_deep.png "
+        "(training error and loss per epoch). Rerun to resume.",
+    )
+    p.add_argument("--depth", type=int, default=depth, help=f"the ResNets' depth (default {depth}: bottleneck blocks)")
+    p.add_argument("--plain-depth", type=int, default=plain, help=f"the plain net's depth, 0 for none (default {plain})")
+    p.add_argument("--shortcut", default=shortcut, help=f"the ResNets' shortcut: {_shortcut_help(exclude=('none',))} (default {shortcut})")
+    _add_experiment_arguments(p, very_deep)
+    p.set_defaults(func=_cmd_very_deep)
+
+
 def _cmd_transfer(args) -> int:
     from keras_resnet.transfer import digits_transfer
 
@@ -991,7 +1020,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_summary_parser, _add_presets_parser, _add_diagnose_parser, _add_train_parser,
                 _add_export_parser, _add_serve_parser, _add_predict_parser, _add_tune_parser, _add_degradation_parser,
-                _add_shortcuts_parser, _add_demo_parser, _add_transfer_parser):
+                _add_shortcuts_parser, _add_very_deep_parser, _add_demo_parser, _add_transfer_parser):
         add(sub)
     _add_identity_bias_parser(sub)
     return parser

@@ -9,9 +9,16 @@ He et al., "Deep Residual Learning for Image Recognition" (arXiv:1512.03385):
   ``versions=("v1", "v2")`` also the pre-activation paper's (arXiv:1603.05027) comparison.
 * :func:`residual_responses` (Figure 7): the standard deviation of each residual branch's
   output ``F(x)`` in the trained nets, and ``||F(x)|| / ||x||``.
+* :func:`very_deep` (the pre-activation paper, arXiv:1603.05027, Table 2 and Figure 1):
+  ResNet-1001 with pre-activation (v2) and original (v1) bottleneck blocks, and a plain net.
+
+Depths are CIFAR style: 6n+2 with basic blocks, 9n+2 with bottleneck blocks; by default each
+depth gets basic blocks where it can and bottleneck blocks otherwise (1001); 110 and 164 are
+both, so the pre-activation paper's bottleneck ResNet-164 needs ``block="bottleneck"``.
 
 Each net is trained by :func:`keras_resnet.training.train` in
-``out/runs/<shortcut>[-v2]-<depth>-s<seed>/``; finished runs are read back, not retrained, so
+``out/runs/<shortcut>[-v2][-<block>]-<depth>-s<seed>/`` (the block only where it is not the
+depth's default); finished runs are read back, not retrained, so
 the same call after a crash resumes. Runs use the whole training split, so ``train`` keeps the
 last epoch's model: degradation is about how far the optimiser gets, not the best checkpoint.
 Arguments are validated before TensorFlow loads.
@@ -30,7 +37,7 @@ from pathlib import Path
 # reads this module's tables and must answer at once.
 from keras_resnet import fileio
 from keras_resnet.data import DIGITS, check_dataset
-from keras_resnet.presets import SHORTCUTS, normalize_shortcut, normalize_version, stage_layout
+from keras_resnet.presets import BLOCK_TYPES, SHORTCUTS, normalize_shortcut, normalize_version, stage_layout
 from keras_resnet.training import (
     DEFAULT_EPOCHS,
     PAPER_BATCH_SIZE,
@@ -45,7 +52,6 @@ from keras_resnet.validation import (
     check_int,
     check_path,
     check_type,
-    is_int,
 )
 
 # The experiments' defaults differ from training.py's in two places; the results of
@@ -63,13 +69,13 @@ DEFAULT_IMAGE_SIZE = {DIGITS: 8}
 # hid their training error's fall with depth (docs/experiments.md). CIFAR keeps the paper's.
 DEFAULT_AUGMENT = {DIGITS: False}
 RECORD_FILE = "experiment.json"
-CSV_COLUMNS = ("run", "model", "depth", "shortcut", "version", "seed", "epochs", "params",
+CSV_COLUMNS = ("run", "model", "depth", "block", "shortcut", "version", "seed", "epochs", "params",
                "train_error", "test_error", "seconds")
 
 
 @dataclasses.dataclass(frozen=True)
 class _Plan:
-    """Validated arguments; ``runs`` holds (depth, shortcut, version, seed) in training order."""
+    """Validated arguments; ``runs`` holds (depth, shortcut, version, seed, block) in training order."""
 
     dataset: str
     runs: tuple
@@ -82,11 +88,23 @@ class _Plan:
 
 # ---- validation (no TensorFlow) -----------------------------------------------------------
 
-def _depth(value) -> int:
-    # The nets are CIFAR-style with basic blocks (resnet20's), so that rule applies.
-    depth = int(value) if is_int(value) else value
-    stage_layout(depth, "cifar", "basic")
-    return depth
+def _default_block(depth: int) -> str:
+    """Basic blocks where the depth allows them (the ResNet paper's CIFAR nets), else bottleneck."""
+    for block, per in (("basic", 6), ("bottleneck", 9)):
+        if depth >= per + 2 and (depth - 2) % per == 0:
+            return block
+    raise ValueError(
+        "depth must be 6n+2 (basic blocks: 8, 14, 20, 32, 44, 56, 110, ...) or 9n+2 (bottleneck "
+        f"blocks: 11, 29, 164, 1001, ...) for the experiments' CIFAR-style nets; received depth={depth}"
+    )
+
+
+def _net(value, block) -> tuple[int, str]:
+    """A validated ``(depth, block)``; ``block`` None is the depth's default."""
+    depth = check_int("depth", value)
+    block = _default_block(depth) if block is None else block
+    stage_layout(depth, "cifar", block)
+    return depth, block
 
 
 def _distinct(name, values, check) -> tuple:
@@ -100,12 +118,14 @@ def _distinct(name, values, check) -> tuple:
     return checked
 
 
-def _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_multiplier, verbose) -> _Plan:
-    """Validates everything; ``variants`` are (shortcut, version) pairs already checked."""
+def _plan(dataset, nets, seeds, epochs, out, config, augment, width_multiplier, verbose, block=None) -> _Plan:
+    """Validates everything; ``nets`` are (depth, shortcut, version) with the shortcuts and versions
+    already checked, and the depths checked here."""
     check_type("config", config, TrainConfig, "a keras_resnet.training.TrainConfig", optional=True)
     config = (config or TrainConfig()).validate()
     check_dataset(dataset, config.data_dir)
-    depths = _distinct("depths", depths, _depth)
+    check_choice("block", block, (*BLOCK_TYPES, None), "'basic', 'bottleneck' or None (each depth's default)")
+    nets = tuple((*_net(d, block), s, v) for d, s, v in nets)
     seeds = _distinct("seeds", seeds, lambda s: check_int("seed", s, 0))
     epochs = check_int("epochs", epochs, 1, optional=True)
     check_path("out", out, allowed="a folder path")
@@ -127,17 +147,18 @@ def _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_
         config, epochs=epochs, validation_split=0.0, batch_size=config.batch_size or PAPER_BATCH_SIZE, augment=augment,
         image_size=config.image_size or DEFAULT_IMAGE_SIZE.get(dataset),
     )
-    runs = tuple((d, s, v, seed) for seed in seeds for d in depths for s, v in variants)
+    runs = tuple((d, s, v, seed, b) for seed in seeds for d, b, s, v in nets)
     return _Plan(dataset, runs, epochs, out, config, float(width_multiplier), verbose)
 
 
-def _run_name(depth, shortcut, version, seed) -> str:
-    return f"{shortcut}{'-v2' if version == 'v2' else ''}-{depth}-s{seed}"
+def _run_name(depth, shortcut, version, seed, block) -> str:
+    kind = "" if block == _default_block(depth) else f"-{block}"
+    return f"{shortcut}{'-v2' if version == 'v2' else ''}{kind}-{depth}-s{seed}"
 
 
 def _planned(plan: _Plan) -> list[dict]:
-    return [{"run": _run_name(*r), "depth": r[0], "shortcut": r[1], "version": r[2], "seed": r[3],
-             "epochs": plan.epochs} for r in plan.runs]
+    return [{"run": _run_name(*r), "depth": r[0], "block": r[4], "shortcut": r[1], "version": r[2],
+             "seed": r[3], "epochs": plan.epochs} for r in plan.runs]
 
 
 # ---- running ------------------------------------------------------------------------------
@@ -148,13 +169,15 @@ def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[di
 
     data: dict[int, tuple] = {}  # the current seed's pipelines only (runs are ordered by seed)
     records = []
-    for i, (depth, shortcut, version, seed) in enumerate(plan.runs, 1):
-        name = _run_name(depth, shortcut, version, seed)
+    for i, (depth, shortcut, version, seed, block) in enumerate(plan.runs, 1):
+        name = _run_name(depth, shortcut, version, seed, block)
         folder = plan.out / "runs" / name
         config = dataclasses.replace(plan.config, seed=seed)
         settings = json.loads(json.dumps({
             "dataset": plan.dataset, "depth": depth, "shortcut": shortcut, "version": version,
             "seed": seed, "width_multiplier": plan.width_multiplier, "config": dataclasses.asdict(config),
+            # Basic blocks were the only kind before; leaving them out keeps older folders resumable.
+            **({} if block == "basic" else {"block": block}),
         }, default=str))
         saved = fileio.read_json(folder / RECORD_FILE)
         if saved is not None and saved.get("settings") != settings:
@@ -176,11 +199,11 @@ def _execute(plan: _Plan, set_global_seed: bool, clear_session: bool) -> list[di
         if plan.verbose and not (folder / "metrics.json").exists():
             print(f"[{i}/{len(plan.runs)}] {name}: training {plan.epochs} epochs")
         model, metrics, history, note = _train_run(plan, folder, train_data, config, depth, shortcut, version,
-                                                   set_global_seed)
+                                                   block, set_global_seed)
         # Inference mode, no augmentation, the final weights: what the optimiser reached.
         train_accuracy = model.evaluate(plain_data.train, verbose=0, return_dict=True)["accuracy"]
         record = {
-            "run": name, "model": metrics["model"], "depth": depth, "shortcut": shortcut,
+            "run": name, "model": metrics["model"], "depth": depth, "block": block, "shortcut": shortcut,
             "version": version, "seed": seed, "epochs": metrics["epochs"], "params": metrics["trainable_params"],
             "train_error": 1.0 - float(train_accuracy), "test_error": 1.0 - float(metrics["test_accuracy"]),
             "seconds": metrics["seconds"],
@@ -209,7 +232,7 @@ def _seed_data(plan: _Plan, seed: int) -> tuple:
     return augmented, load_dataset(plan.dataset, augment=False, **kw) if c.augment else augmented
 
 
-def _train_run(plan: _Plan, folder: Path, train_data, config, depth, shortcut, version, set_global_seed):
+def _train_run(plan: _Plan, folder: Path, train_data, config, depth, shortcut, version, block, set_global_seed):
     """Trains one run, or loads one that was trained but not yet evaluated.
 
     Returns ``(model, metrics, history, note)``; the model is the last epoch's, which the
@@ -226,7 +249,7 @@ def _train_run(plan: _Plan, folder: Path, train_data, config, depth, shortcut, v
     else:
         result = train("resnet20", train_data, config, out=folder, verbose=plan.verbose,
                        set_global_seed=set_global_seed, depth=depth, shortcut=shortcut, version=version,
-                       width_multiplier=plan.width_multiplier)
+                       block=block, width_multiplier=plan.width_multiplier)
         model, metrics, history = result.model, result.metrics, result.history
         note = "trained"
     if metrics["best_epoch"] != metrics["epochs"] or len(history) != plan.epochs:
@@ -285,6 +308,7 @@ def degradation(
     config: TrainConfig | None = None,
     augment: bool | None = None,
     width_multiplier: float = 1.0,
+    block: str | None = None,
     responses: bool = True,
     verbose: int = 1,
     dry_run: bool = False,
@@ -308,7 +332,8 @@ def degradation(
         dataset: ``"digits"`` (offline; default 8x8 images, 20 epochs) or a dataset name for
             :func:`keras_resnet.data.load_dataset`, e.g. ``"cifar10"`` (default its own size,
             164 epochs: the paper's 64k iterations).
-        depths: CIFAR-style depths, 6n+2; default (20, 32, 44, 56) as in the paper.
+        depths: CIFAR-style depths, 6n+2 (or 9n+2 with bottleneck blocks); default (20, 32, 44,
+            56) as in the paper.
         seeds: seeds of weights, shuffling and augmentation; one run per depth, net and seed.
         epochs: epochs per run; default 20 for digits, 164 for CIFAR-10, 182 otherwise.
         out: the experiment's folder; default ``runs/degradation``.
@@ -321,6 +346,8 @@ def degradation(
         augment: the paper's pad-and-crop (and flips where they keep the class) while
             training; default None: off for digits, ``config.augment`` (on) otherwise.
         width_multiplier: scales every width of both nets; default 1.
+        block: ``"basic"``, ``"bottleneck"`` or None (default: basic where the depth is 6n+2, as
+            in the ResNet paper, bottleneck where it is only 9n+2, e.g. 1001).
         responses: also measure the trained nets' residual responses; default True.
         verbose: 0 silent, 1 progress bars (default), 2 one line per epoch.
         dry_run: only validate, and return the planned runs without training.
@@ -350,7 +377,8 @@ def degradation(
     if shortcut == "none":
         raise ValueError("shortcut is the ResNets' shortcut and cannot be 'none'; the plain nets are trained anyway")
     variants = (("none", "v1"), (shortcut, normalize_version(version)))
-    plan = _plan(dataset, variants, depths, seeds, epochs, out, config, augment, width_multiplier, verbose)
+    nets = [(d, s, v) for d in _distinct("depths", depths, lambda d: d) for s, v in variants]
+    plan = _plan(dataset, nets, seeds, epochs, out, config, augment, width_multiplier, verbose, block)
     check_bool("responses", responses)
     if dry_run:
         return _planned(plan)
@@ -373,6 +401,7 @@ def compare_shortcuts(
     config: TrainConfig | None = None,
     augment: bool | None = None,
     width_multiplier: float = 1.0,
+    block: str | None = None,
     verbose: int = 1,
     dry_run: bool = False,
     set_global_seed: bool = False,
@@ -391,9 +420,9 @@ def compare_shortcuts(
     (:func:`plot_shortcuts`); finished runs are reused. ``"none"`` is trained once, as v1.
 
     Args:
-        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run,
+        dataset, seeds, epochs, out, config, augment, width_multiplier, block, verbose, dry_run,
             set_global_seed, clear_session: as :func:`degradation`.
-        depth: one CIFAR-style depth (6n+2); default 32.
+        depth: one CIFAR-style depth (6n+2, or 9n+2 with bottleneck blocks); default 32.
         shortcuts: shortcut types (or A, B, C); default all four.
         versions: block versions of the nets with shortcuts; default ("v1",).
 
@@ -408,13 +437,72 @@ def compare_shortcuts(
     shortcuts = _distinct("shortcuts", shortcuts, normalize_shortcut)
     versions = _distinct("versions", versions, normalize_version)
     variants = [(s, "v1" if s == "none" else v) for s in shortcuts for v in versions]
-    variants = tuple(dict.fromkeys(variants))
-    plan = _plan(dataset, variants, (depth,), seeds, epochs, out, config, augment, width_multiplier, verbose)
+    nets = tuple(dict.fromkeys((depth, *variant) for variant in variants))
+    plan = _plan(dataset, nets, seeds, epochs, out, config, augment, width_multiplier, verbose, block)
     if dry_run:
         return _planned(plan)
     records = _execute(plan, set_global_seed=set_global_seed, clear_session=clear_session)
     _write_results(plan, "shortcuts", records)
     plot_shortcuts(records, plan.out / "shortcuts.png")
+    return records
+
+
+def very_deep(
+    dataset: str = DIGITS,
+    depth: int = 1001,
+    plain_depth: int | None = 110,
+    shortcut: str = "identity",
+    seeds=(0,),
+    epochs: int | None = None,
+    out: str | os.PathLike = "runs/very-deep",
+    config: TrainConfig | None = None,
+    augment: bool | None = None,
+    width_multiplier: float = 1.0,
+    block: str | None = None,
+    verbose: int = 1,
+    dry_run: bool = False,
+    set_global_seed: bool = False,
+    clear_session: bool = False,
+) -> list[dict]:
+    """Pre-activation against original blocks in a very deep ResNet, with a plain net for scale.
+
+    He et al., "Identity Mappings in Deep Residual Networks" (arXiv:1603.05027): on CIFAR-10,
+    ResNet-1001 (bottleneck blocks) reaches 4.92% test error with pre-activation (v2) blocks
+    and 7.61% with the original (v1) ones, whose ReLU after the addition keeps the signal off a
+    clean identity path; v1 also trains more slowly at first (their Figure 1). Trains
+    ``depth`` as v2 and as v1 (``shortcut``), then ``plain_depth`` as a plain net, with the same
+    recipe, data and seed, in that order; writes ``out/runs/<run>/``, ``results.json``,
+    ``results.csv`` and ``very_deep.png`` (:func:`plot_training_curves`). Finished runs are
+    reused, so the same call resumes.
+
+    Args:
+        dataset, seeds, epochs, out, config, augment, width_multiplier, verbose, dry_run,
+            set_global_seed, clear_session: as :func:`degradation`. A 1001-layer net takes
+            minutes to trace before its first step; on CPU use a small ``width_multiplier``.
+        depth: the ResNets' depth; default 1001 (bottleneck blocks, 9n+2).
+        plain_depth: the plain net's depth, or None for no plain net; default 110 (basic
+            blocks), where the ResNet paper's plain net already fails to train.
+        shortcut: the ResNets' shortcut (not ``"none"``); default ``"identity"`` (option A).
+        block: as :func:`degradation`; applies to both depths.
+
+    Returns:
+        One record per run, with the keys of :func:`degradation`'s.
+
+    Example:
+    >>> records = very_deep(width_multiplier=0.25, epochs=10, out="runs/very-deep")  # doctest: +SKIP
+    >>> [r["model"] for r in records]  # doctest: +SKIP
+    ['resnet1001v2', 'resnet1001', 'plain110']
+    """
+    shortcut = normalize_shortcut(shortcut)
+    if shortcut == "none":
+        raise ValueError("shortcut is the ResNets' shortcut and cannot be 'none'; set plain_depth for the plain net")
+    nets = [(depth, shortcut, "v2"), (depth, shortcut, "v1")] + ([] if plain_depth is None else [(plain_depth, "none", "v1")])
+    plan = _plan(dataset, nets, seeds, epochs, out, config, augment, width_multiplier, verbose, block)
+    if dry_run:
+        return _planned(plan)
+    records = _execute(plan, set_global_seed=set_global_seed, clear_session=clear_session)
+    _write_results(plan, "very_deep", records)
+    plot_training_curves(records, plan.out / "very_deep.png")
     return records
 
 
@@ -586,6 +674,49 @@ def plot_shortcuts(records: list[dict], path: str | os.PathLike) -> None:
     ax.set(ylabel="error (%)", title=f"Depth {depths}: final errors by shortcut type\n({spread})")
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
+    fileio.savefig(fig, path, dpi=90)
+
+
+def plot_training_curves(records: list[dict], path: str | os.PathLike) -> None:
+    """Training error and loss against epochs, one curve per net, all nets on the same axes (the
+    pre-activation paper's Figure 1 and 6).
+
+    Curves are the per-epoch history (training mode), the mean over seeds with a min-max band
+    when there are several; a dot at the end marks the final training error in inference mode.
+    The loss (cross-entropy plus the coupled weight decay, as Keras logs it) is on a log scale,
+    where a net that does not learn stays flat.
+
+    Args:
+        records: records as :func:`very_deep` (or any experiment) returns them.
+        path: the PNG to write (atomically).
+
+    Example:
+    >>> plot_training_curves(very_deep(width_multiplier=0.25), "very_deep.png")  # doctest: +SKIP
+    """
+    import numpy as np
+
+    records = _check_records(records, ("depth", "shortcut", "version", "train_error", "epoch_train_error", "epoch_loss"))
+    fig, axes = _figure(10.5, 4.0, 2)
+    nets = list(dict.fromkeys((r["shortcut"], r["version"], r["depth"], r.get("block")) for r in records))
+    for i, (shortcut, version, depth, block) in enumerate(nets):
+        runs = [r for r in records if (r["shortcut"], r["version"], r["depth"], r.get("block")) == (shortcut, version, depth, block)]
+        n = min(len(r["epoch_train_error"]) for r in runs)
+        epochs = np.arange(1, n + 1)
+        name = ("plain" if shortcut == "none" else "ResNet") + f"-{depth}" + (f" {version}" if shortcut != "none" else "")
+        label = name + (f" ({block})" if block else "") + (f", {len(runs)} seeds" if len(runs) > 1 else "")
+        for ax, key, scale in ((axes[0], "epoch_train_error", 100), (axes[1], "epoch_loss", 1)):
+            curves = scale * np.array([r[key][:n] for r in runs])
+            ax.plot(epochs, curves.mean(0), color=f"C{i}", marker=".", label=label)
+            if len(runs) > 1:
+                ax.fill_between(epochs, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.2)
+        final = 100 * np.array([r["train_error"] for r in runs])
+        axes[0].plot([n] * len(final), final, "o", color=f"C{i}", markersize=5)
+    axes[0].set(xlabel="epoch", ylabel="training error (%)", title="Training error (dots: final, inference mode)")
+    axes[0].set_ylim(0, 100)
+    axes[1].set(xlabel="epoch", ylabel="training loss", yscale="log", title="Training loss (with weight decay)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fileio.savefig(fig, path, dpi=90)
 
 

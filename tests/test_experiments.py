@@ -1,8 +1,9 @@
-"""Tests of keras_resnet.experiments and the `degradation` and `shortcuts` commands."""
+"""Tests of keras_resnet.experiments and the `degradation`, `shortcuts` and `very-deep` commands."""
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from keras_resnet.training import TrainConfig
 # ResNet-8 twins on 8x8 digits, 2 epochs of 6 batches: the real code paths in seconds. The tests
 # that train them are backend_neutral: the experiments run on JAX as well (pytest --backend jax).
 TINY = dict(depths=(8,), seeds=(0,), epochs=2, config=TrainConfig(batch_size=256), verbose=0)
-RECORD_KEYS = {"run", "model", "depth", "shortcut", "version", "seed", "epochs", "params", "train_error",
+RECORD_KEYS = {"run", "model", "depth", "block", "shortcut", "version", "seed", "epochs", "params", "train_error",
                "test_error", "seconds", "epoch_train_error", "epoch_loss"}
 
 
@@ -45,7 +46,7 @@ def test_records_pair_each_depth_as_plain_and_resnet(tiny):
         ("none-8-s0", "plain8", "none"), ("identity-8-s0", "resnet8", "identity")]
     for r in records:
         assert set(r) == RECORD_KEYS
-        assert (r["depth"], r["seed"], r["epochs"], r["version"]) == (8, 0, 2, "v1")
+        assert (r["depth"], r["block"], r["seed"], r["epochs"], r["version"]) == (8, "basic", 0, 2, "v1")
         assert len(r["epoch_train_error"]) == len(r["epoch_loss"]) == 2
         assert 0 <= r["train_error"] <= 1 and 0 <= r["test_error"] <= 1
     # Option A shortcuts have no weights: the twins have exactly the same parameters.
@@ -197,7 +198,7 @@ def fake_records(seeds=(0, 1, 2)):
                 curve = list(np.linspace(0.9, 0.05 + 0.2 * (shortcut == "none") * (depth == 56), 5) + rng.uniform(0, 0.02, 5))
                 records.append({"run": f"{shortcut}-{depth}-s{seed}", "depth": depth, "shortcut": shortcut, "version": "v1",
                                 "seed": seed, "train_error": curve[-1] - 0.01, "test_error": curve[-1] + 0.02,
-                                "epoch_train_error": curve})
+                                "epoch_train_error": curve, "epoch_loss": [2.3 * e for e in curve]})
     return records
 
 
@@ -217,7 +218,8 @@ def test_plot_functions_write_pngs(tmp_path):
     blocks = [{"depth_index": i, "response_std": 1.0 / i, "residual_ratio": 0.5 / i} for i in range(1, 4)]
     rows = [{"depth": d, "shortcut": s, "version": "v1", "blocks": blocks} for d in (8, 14) for s in ("none", "identity")]
     experiments.plot_responses(rows, tmp_path / "r.png")
-    for name in ("d.png", "s.png", "r.png"):
+    experiments.plot_training_curves(records, tmp_path / "c.png")
+    for name in ("d.png", "s.png", "r.png", "c.png"):
         height, width, channels = png_shape(tmp_path / name)
         assert width > height > 200 and channels in (3, 4)
     # Two panels for degradation: plain and ResNet.
@@ -226,6 +228,114 @@ def test_plot_functions_write_pngs(tmp_path):
         experiments.plot_degradation([], tmp_path / "none.png")
     with pytest.raises(ValueError, match="epoch_train_error"):
         experiments.plot_degradation([{"depth": 20}], tmp_path / "none.png")
+    with pytest.raises(ValueError, match="epoch_loss"):
+        experiments.plot_training_curves([{k: v for k, v in records[0].items() if k != "epoch_loss"}], tmp_path / "none.png")
+
+
+# ---- very deep nets: bottleneck blocks, v2 against v1, a plain net -------------------------------
+
+# ResNet-11 (one bottleneck block per stage) v2 and v1 at a quarter width, and plain-8: 1 epoch each.
+TINY_DEEP = dict(depth=11, plain_depth=8, seeds=(0,), epochs=1, width_multiplier=0.25,
+                 config=TrainConfig(batch_size=256), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_deep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("very_deep")
+    return out, experiments.very_deep(out=out, **TINY_DEEP)
+
+
+def test_very_deep_plans_v2_then_v1_at_depth_then_the_plain_net(tmp_path):
+    planned = experiments.very_deep(out=tmp_path / "v", dry_run=True)
+    assert [(p["run"], p["block"]) for p in planned] == [
+        ("identity-v2-1001-s0", "bottleneck"), ("identity-1001-s0", "bottleneck"), ("none-110-s0", "basic")]
+    assert {p["epochs"] for p in planned} == {experiments.EXPERIMENT_EPOCHS["digits"]}
+    planned = experiments.very_deep(depth=164, plain_depth=None, shortcut="B", seeds=(0, 1), epochs=3,
+                                    block="bottleneck", out=tmp_path / "v", dry_run=True)
+    assert [p["run"] for p in planned] == ["projection-v2-bottleneck-164-s0", "projection-bottleneck-164-s0",
+                                           "projection-v2-bottleneck-164-s1", "projection-bottleneck-164-s1"]
+    # A block that is not the depth's default is named in the run, so the folders cannot mix.
+    planned = experiments.very_deep(plain_depth=110, block="bottleneck", out=tmp_path / "v", dry_run=True)
+    assert [p["run"] for p in planned][-1] == "none-bottleneck-110-s0"
+    planned = experiments.compare_shortcuts(depth=20, shortcuts=("A",), block="bottleneck", out=tmp_path / "s",
+                                            dry_run=True)
+    assert [(p["run"], p["block"]) for p in planned] == [("identity-bottleneck-20-s0", "bottleneck")]
+    assert [p["block"] for p in experiments.degradation(depths=(29, 164), out=tmp_path / "d", dry_run=True)] == [
+        "bottleneck", "bottleneck", "basic", "basic"]
+    assert not any((tmp_path / name).exists() for name in ("v", "s", "d"))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(depth=1000), r"depth must be 6n\+2 \(basic blocks.* or 9n\+2 \(bottleneck.*received depth=1000"),
+        (dict(depth="1001"), r"depth must be an integer; received depth='1001'"),
+        (dict(plain_depth=21), r"received depth=21"),
+        (dict(block="wide"), r"block must be 'basic', 'bottleneck' or None .*received block='wide'"),
+        (dict(block="basic"), r"with basic blocks .*received depth=1001; depth 1001 is 9n\+2: pass block='bottleneck'"),
+        (dict(shortcut="none"), r"cannot be 'none'; set plain_depth"),
+        (dict(shortcut="D"), r"received shortcut='D'"),
+        (dict(width_multiplier=-1), r"width_multiplier must be a number > 0"),
+        (dict(seeds=(0, 0)), r"seeds must not repeat a value"),
+        (dict(epochs=0), r"received epochs=0"),
+    ],
+)
+def test_very_deep_bad_arguments_raise_before_anything_is_written(tmp_path, changes, message):
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=message):
+        experiments.very_deep(out=out, **changes)
+    assert not out.exists()
+
+
+@pytest.mark.slow  # trains three tiny nets: about 16 s of CPU
+def test_very_deep_trains_writes_results_and_plot(tiny_deep):
+    out, records = tiny_deep
+    assert [(r["run"], r["model"], r["block"], r["version"]) for r in records] == [
+        ("identity-v2-11-s0", "resnet11v2", "bottleneck", "v2"), ("identity-11-s0", "resnet11", "bottleneck", "v1"),
+        ("none-8-s0", "plain8", "basic", "v1")]
+    for r in records:
+        assert set(r) == RECORD_KEYS and len(r["epoch_loss"]) == 1 and 0 <= r["train_error"] <= 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["experiment"] == "very_deep" and results["records"] == records
+    assert results["settings"]["width_multiplier"] == 0.25
+    settings = json.loads((out / "runs" / "identity-v2-11-s0" / experiments.RECORD_FILE).read_text())["settings"]
+    assert settings["block"] == "bottleneck"
+    with open(out / "results.csv", newline="") as f:
+        assert [(row["run"], row["block"]) for row in csv.DictReader(f)] == [
+            (r["run"], r["block"]) for r in records]
+    height, width, _ = png_shape(out / "very_deep.png")
+    assert width > 2 * height > 200  # two panels: error and loss
+
+
+@pytest.mark.slow  # trains three tiny nets: about 16 s of CPU
+def test_very_deep_resumes_and_its_command_reads_the_runs_back(tiny_deep, capsys):
+    out, records = tiny_deep
+    before = mtimes(out)
+    args = ["very-deep", "--depth", "11", "--plain-depth", "8", "--width-multiplier", "0.25", "--epochs", "1",
+            "--batch-size", "256", "--out", str(out), "--progress", "0"]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "resnet11v2" in printed and "plain8" in printed and "very_deep.png" in printed
+    assert f"{100 * records[2]['train_error']:.4g}" in printed
+    assert mtimes(out) == before
+
+
+def test_very_deep_command_plans_and_refuses_bad_values(tmp_path, capsys):
+    parsed = cli.build_parser().parse_args(["very-deep", "--out", "x"])
+    signature = inspect.signature(experiments.very_deep).parameters
+    assert (parsed.depth, parsed.plain_depth, parsed.shortcut, parsed.block) == (
+        signature["depth"].default, signature["plain_depth"].default, signature["shortcut"].default, None)
+    out = tmp_path / "never"
+    assert cli.main(["very-deep", "--out", str(out), "--plain-depth", "0", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "identity-v2-1001-s0" in printed and "identity-1001-s0" in printed and "none-" not in printed
+    for args, message in ((["--depth", "1000"], "received depth=1000"), (["--block", "basic"], "pass block='bottleneck'"),
+                          (["--shortcut", "none"], "cannot be 'none'")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["very-deep", "--out", str(out), *args])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 # ---- the command line -------------------------------------------------------------------------
