@@ -111,7 +111,10 @@ def test_the_tf_config_error_names_the_flags(monkeypatch):
 # ---- two processes on 127.0.0.1 -----------------------------------------------------------------
 
 # One process of a run: train(), then the final weights into an .npz file. 1280 training images
-# (validation_split=0.109) make 20 full batches of 64, so no batch is cut short.
+# (validation_split=0.109) make 20 full batches of 64, so no batch is cut short. One epoch: the
+# all-reduce sums the gradients in another order than one process does, and training amplifies
+# that float32 rounding (measured: 1.2e-7 after one step, 3.2e-6 after this epoch's 20, 7e-5
+# after 40), so the comparison with one process is made where it is still rounding.
 TRAIN_AND_DUMP = """
 import sys
 import numpy as np
@@ -119,7 +122,7 @@ from keras_resnet.training import TrainConfig, train
 
 n, i, port, out, dump = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ranks = {} if n == 1 else dict(num_processes=n, process_id=i, coordinator=f"127.0.0.1:{port}")
-config = TrainConfig(epochs=2, image_size=8, batch_size=64, validation_split=0.109, **ranks)
+config = TrainConfig(epochs=1, image_size=8, batch_size=64, validation_split=0.109, **ranks)
 result = train("resnet20", "digits", config, out=out, verbose=0, depth=8, set_global_seed=True)
 np.savez(dump, *result.model.get_weights())
 """
@@ -160,7 +163,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
         np.testing.assert_allclose(p0[key], single[key], rtol=0, atol=1e-5)
     # Only process 0 wrote the run folder, as a single process does.
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert epochs_of(tmp_path / "two") == [1, 2]
+    assert epochs_of(tmp_path / "two") == [1]
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert metrics["device"]["processes"] == 2 and metrics["config"]["batch_size"] == 64
 

@@ -387,13 +387,15 @@ def test_stage_layout_is_the_one_depth_rule():
     assert presets.stage_layout(56) == ("basic", (9, 9, 9), 56)
     assert presets.stage_layout(164, block="bottleneck") == ("bottleneck", (18, 18, 18), 164)
     assert presets.stage_layout(101, "imagenet") == ("bottleneck", (3, 4, 23, 3), 101)
-    # The model, the search space and the experiments all refuse depth 21 with the same message.
+    # The model and the search space refuse depth 21 with the same message; the experiments,
+    # which also take bottleneck depths, name both rules.
     message = r"depth must be 6n\+2 for CIFAR-style ResNets with basic blocks .* received depth=21"
     for check in (lambda: presets.stage_layout(21), lambda: ResNet(depth=21),
-                  lambda: tuning.SearchSpace(depths=[21]).validate(),
-                  lambda: experiments.degradation(depths=(21,), dry_run=True)):
+                  lambda: tuning.SearchSpace(depths=[21]).validate()):
         with pytest.raises(ValueError, match=message):
             check()
+    with pytest.raises(ValueError, match=r"depth must be 6n\+2 \(basic blocks: .*\) or 9n\+2 \(bottleneck .* received depth=21"):
+        experiments.degradation(depths=(21,), dry_run=True)
     from keras_resnet import models
 
     assert not hasattr(models, "_resolve_stages")
